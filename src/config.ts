@@ -1,0 +1,81 @@
+import {existsSync, readFileSync} from 'node:fs'
+import {resolve} from 'node:path'
+import {ValidationError} from './errors.js'
+
+/** Settings from config.ini (DESIGN.md section 3); flags override them. */
+export interface RstoreConfig {
+  product: string
+  coordinator: 'embedded' | 'etcd'
+  coordinatorAddr: string
+  dashboardAddr: string
+  checkpointDir: string
+}
+
+export const DEFAULT_CONFIG: RstoreConfig = {
+  product: 'test',
+  coordinator: 'embedded',
+  coordinatorAddr: './checkpoints/meta.db',
+  dashboardAddr: '127.0.0.1:18087',
+  checkpointDir: './checkpoints',
+}
+
+const KEYS: Record<string, keyof RstoreConfig> = {
+  product: 'product',
+  coordinator: 'coordinator',
+  coordinator_addr: 'coordinatorAddr',
+  dashboard_addr: 'dashboardAddr',
+  checkpoint_dir: 'checkpointDir',
+}
+
+/** Parses `key=value` lines; `#` and `;` start comments; unknown keys are an error (typos). */
+export function parseIni(text: string, source: string): Partial<RstoreConfig> {
+  const out: Partial<Record<keyof RstoreConfig, string>> = {}
+  text.split(/\r?\n/).forEach((raw, i) => {
+    const line = raw.replace(/\s[#;].*$/, '').trim()
+    if (!line || line.startsWith('#') || line.startsWith(';') || line.startsWith('[')) return
+    const eq = line.indexOf('=')
+    if (eq < 0) throw new ValidationError(`${source}:${i + 1}: expected key=value, got '${raw.trim()}'`)
+    const name = line.slice(0, eq).trim()
+    const field = KEYS[name]
+    if (!field) {
+      throw new ValidationError(`${source}:${i + 1}: unknown setting '${name}' (known: ${Object.keys(KEYS).join(', ')})`)
+    }
+    out[field] = line.slice(eq + 1).trim()
+  })
+  return out as Partial<RstoreConfig>
+}
+
+/**
+ * Loads the config: defaults, then the file (`-c FILE`, else ./config.ini if present), then overrides.
+ * Relative paths in the file are taken relative to the file's folder.
+ */
+export function loadConfig(file: string | undefined, overrides: Partial<RstoreConfig> = {}): RstoreConfig {
+  let fromFile: Partial<RstoreConfig> = {}
+  let baseDir = process.cwd()
+  const path = file ?? (existsSync('config.ini') ? 'config.ini' : undefined)
+  if (path) {
+    if (!existsSync(path)) throw new ValidationError(`config file '${path}' does not exist`)
+    fromFile = parseIni(readFileSync(path, 'utf8'), path)
+    baseDir = resolve(path, '..')
+  }
+  const cfg: RstoreConfig = {...DEFAULT_CONFIG, ...fromFile}
+  for (const [k, v] of Object.entries(overrides)) if (v !== undefined) (cfg as unknown as Record<string, unknown>)[k] = v
+  if (cfg.coordinator !== 'embedded' && cfg.coordinator !== 'etcd') {
+    throw new ValidationError(`invalid coordinator '${cfg.coordinator}': use embedded or etcd`)
+  }
+  if (!/^[A-Za-z0-9_.-]+$/.test(cfg.product)) {
+    throw new ValidationError(`invalid product '${cfg.product}': use letters, digits, '_', '-', '.'`)
+  }
+  if (cfg.coordinator === 'embedded' && cfg.coordinatorAddr.startsWith('http')) {
+    cfg.coordinatorAddr = DEFAULT_CONFIG.coordinatorAddr
+  }
+  const rel = (p: string) => (fromFile && path && !p.startsWith('/') ? resolve(baseDir, p) : resolve(p))
+  if (cfg.coordinator === 'embedded') cfg.coordinatorAddr = rel(cfg.coordinatorAddr)
+  cfg.checkpointDir = rel(cfg.checkpointDir)
+  return cfg
+}
+
+/** The coordinator key prefix of a product: everything lives below it. */
+export function productPrefix(product: string): string {
+  return `/rstore/${product}/`
+}

@@ -1,0 +1,12 @@
+import type {RstoreConfig} from '../config.js'
+import type {Coordinator} from './types.js'
+
+/** Opens the coordinator named by the config (embedded SQLite file by default, or etcd). */
+export async function openCoordinator(cfg: RstoreConfig): Promise<Coordinator> {
+  if (cfg.coordinator === 'etcd') {
+    const {EtcdCoordinator} = await import('./etcd.js')
+    return EtcdCoordinator.connect(cfg.coordinatorAddr.split(',').map((s) => s.trim()))
+  }
+  const {EmbeddedCoordinator} = await import('./embedded.js')
+  return EmbeddedCoordinator.open(cfg.coordinatorAddr)
+}
