@@ -12,6 +12,11 @@ export interface SlotInfo {
   group: number
   /** While migrating: the group the keys are moving away from. */
   from?: number
+  /**
+   * Part of a migration job that has not reached this slot yet: proxies record each key they write
+   * in this slot on the source group's pending set, so the mover never scans once per slot.
+   */
+  pending?: boolean
 }
 
 export interface ServerInfo {
