@@ -1,0 +1,30 @@
+import {createServer, type Server} from 'node:http'
+
+export interface StatusSource {
+  status(): Record<string, unknown>
+  renderMetrics(): string
+}
+
+/** The proxy's HTTP endpoint: /status (JSON) and /metrics (Prometheus text). */
+export function startProxyHttp(source: StatusSource, host: string, port: number): Promise<Server> {
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0]
+    if (path === '/status') {
+      res.writeHead(200, {'content-type': 'application/json'})
+      res.end(JSON.stringify(source.status()))
+    } else if (path === '/metrics') {
+      res.writeHead(200, {'content-type': 'text/plain; version=0.0.4'})
+      res.end(source.renderMetrics())
+    } else {
+      res.writeHead(404, {'content-type': 'text/plain'})
+      res.end('not found: try /status or /metrics\n')
+    }
+  })
+  return new Promise((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, host, () => {
+      server.off('error', reject)
+      resolve(server)
+    })
+  })
+}

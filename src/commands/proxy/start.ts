@@ -1,0 +1,49 @@
+import {Flags} from '@oclif/core'
+import {RstoreCommand} from '../../cli/base-command.js'
+import {runProxy} from '../../proxy/run.js'
+import {DEFAULT_LIMITS} from '../../proxy/resp.js'
+
+export default class ProxyStart extends RstoreCommand<typeof ProxyStart> {
+  static override description = `Start a Redis-protocol proxy that routes by slot to the server groups.
+The proxy registers itself offline; open it with 'rstore proxy online <id>'. It follows slot and group
+changes live and runs until SIGTERM or Ctrl-C.`
+
+  static override examples = [
+    '<%= config.bin %> proxy start --addr 127.0.0.1:19000 --http-addr 127.0.0.1:11000 --id proxy_1',
+    '<%= config.bin %> proxy start -c config.ini --cpu 2 --proxy-auth secret',
+  ]
+
+  static override flags = {
+    addr: Flags.string({description: 'listen address for Redis clients', default: '127.0.0.1:19000'}),
+    'http-addr': Flags.string({description: 'address of /status and /metrics', default: '127.0.0.1:11000'}),
+    id: Flags.string({description: 'proxy id, unique in the product', default: 'proxy_1'}),
+    'proxy-auth': Flags.string({description: 'password clients must AUTH with'}),
+    cpu: Flags.integer({description: 'worker processes sharing the port', default: 1, min: 1, max: 64}),
+    'max-clients': Flags.integer({description: 'most client connections', default: 10000, min: 1}),
+    'idle-timeout': Flags.integer({description: 'close clients idle this many seconds (0 = never)', default: 0, min: 0}),
+    'max-bulk-length': Flags.integer({description: 'largest bulk string in a request, bytes', default: DEFAULT_LIMITS.maxBulkLength, min: 1}),
+    'max-args': Flags.integer({description: 'most arguments in one request', default: DEFAULT_LIMITS.maxArgs, min: 1}),
+    'backend-connections': Flags.integer({description: 'pipelined connections per backend server', default: 2, min: 1, max: 64}),
+    'lease-ttl': Flags.integer({description: 'coordinator lease TTL, seconds (fencing delay)', default: 5, min: 2}),
+  }
+
+  async run(): Promise<void> {
+    const f = this.flags
+    await runProxy(
+      this.cfg,
+      {
+        id: f.id,
+        addr: f.addr,
+        httpAddr: f['http-addr'],
+        password: f['proxy-auth'],
+        cpu: f.cpu,
+        maxClients: f['max-clients'],
+        idleTimeoutSec: f['idle-timeout'],
+        backendConnections: f['backend-connections'],
+        leaseTtlSec: f['lease-ttl'],
+        limits: {...DEFAULT_LIMITS, maxBulkLength: f['max-bulk-length'], maxArgs: f['max-args']},
+      },
+      (line) => this.log(line),
+    )
+  }
+}

@@ -1,0 +1,324 @@
+import {slotOf} from '../topology/slots.js'
+import type {BackendPool, BackendConn} from './backend.js'
+import {arityOk, keyIndexes, lookupCommand, type CommandSpec} from './commands.js'
+import {
+  decodeReply,
+  encodeArrayOfRaw,
+  encodeCommand,
+  encodeError,
+  encodeInt,
+  OK,
+  RespError,
+  type Request,
+} from './resp.js'
+import {pendingSetKey, type RoutingTable, type SlotRoute} from './routing.js'
+import type {ReplySlot, Session} from './session.js'
+
+/** How long MIGRATE may take to hand one batch of keys to the target (ms). */
+export const MIGRATE_TIMEOUT_MS = 10_000
+
+const CROSSSLOT = "CROSSSLOT Keys in request don't hash to the same group"
+const NOOP = () => {}
+
+export interface DispatchContext {
+  table: RoutingTable
+  pool: BackendPool
+  /** Answers a local command (PING, INFO, ...). */
+  local(session: Session, spec: CommandSpec, args: Buffer[], slot: ReplySlot): void
+  /** Non-empty when routed commands must be refused (offline, fenced), with the error text. */
+  refusal: string
+}
+
+function lower(b: Buffer): string {
+  return b.toString('latin1').toLowerCase()
+}
+
+function unknownCommand(args: Buffer[]): string {
+  const rest = args
+    .slice(1, 21)
+    .map((a) => `'${a.toString('latin1').slice(0, 128)}' `)
+    .join('')
+  return `ERR unknown command '${args[0]!.toString('latin1').slice(0, 128)}', with args beginning with: ${rest}`
+}
+
+/** Routes one request of a session. Every path fills exactly one reply slot. */
+export function dispatch(ctx: DispatchContext, session: Session, req: Request): void {
+  const args = req.args
+  const name = lower(args[0]!)
+  const spec = lookupCommand(name)
+  if (!spec) {
+    session.pushReady(encodeError(unknownCommand(args)), 'unknown')
+    return
+  }
+  const slot = session.reserve(name)
+  if (!session.authed && name !== 'auth' && name !== 'hello' && name !== 'quit') {
+    session.fill(slot, encodeError('NOAUTH Authentication required.'))
+    return
+  }
+  if (spec.kind === 'unsupported') {
+    session.fill(slot, encodeError(`ERR unsupported command '${name}' in rstore proxy: ${spec.why}`))
+    return
+  }
+  if (!arityOk(spec, args.length)) {
+    session.fill(slot, encodeError(`ERR wrong number of arguments for '${name}' command`))
+    return
+  }
+  if (spec.kind === 'local') {
+    ctx.local(session, spec, args, slot)
+    return
+  }
+  if (ctx.refusal) {
+    session.fill(slot, encodeError(ctx.refusal))
+    return
+  }
+  if (spec.kind === 'single') {
+    const key = args[spec.firstKey]
+    if (!key) {
+      session.fill(slot, encodeError(`ERR wrong number of arguments for '${name}' command`))
+      return
+    }
+    dispatchSingle(ctx, session, spec, key, req, slot)
+  } else if (spec.kind === 'split') {
+    dispatchSplit(ctx, session, spec, req, slot)
+  } else {
+    dispatchMulti(ctx, session, spec, req, slot)
+  }
+}
+
+function slotError(n: number, route: SlotRoute): string {
+  if (route.state === 'offline') return `ERR slot ${n} is not online`
+  return `ERR slot ${n} has no master in group ${route.group}`
+}
+
+/** Writes the request to conn; fills the reply slot with the reply or an error. */
+function forward(conn: BackendConn, session: Session, raw: Buffer, slot: ReplySlot): void {
+  conn.send(raw, (reply, err) => session.fill(slot, reply ?? encodeError(err!)))
+}
+
+function dispatchSingle(ctx: DispatchContext, session: Session, spec: CommandSpec, key: Buffer, req: Request, slot: ReplySlot): void {
+  const n = slotOf(key)
+  const route = ctx.table.slots[n]!
+  if (route.state === 'offline' || !route.master) {
+    session.fill(slot, encodeError(slotError(n, route)))
+    return
+  }
+  const raw = req.raw ?? encodeCommand(req.args)
+  if (route.state === 'online') {
+    const conn = ctx.pool.get(route.master, session.id)
+    forward(conn, session, raw, slot)
+    if (route.pending && spec.write) conn.send(encodeCommand(['SADD', pendingSetKey(n), key]), NOOP)
+    return
+  }
+  // Migrating: move the key off the source first, then run the command on the target (rule 6).
+  const target = ctx.pool.get(route.master, session.id)
+  moveKeysThen(ctx, session, [{route, keys: [key]}], slot, () => forward(target, session, raw, slot))
+}
+
+interface MoveSet {
+  route: SlotRoute
+  keys: Buffer[]
+}
+
+/**
+ * Sends `MIGRATE ... KEYS` for keys of migrating slots to their source masters, then calls next().
+ * The session is held meanwhile so its later commands are not reordered around this one. If any
+ * move fails, the command fails and nothing is written to the target.
+ */
+function moveKeysThen(ctx: DispatchContext, session: Session, moves: MoveSet[], slot: ReplySlot, next: () => void): void {
+  const bySource = new Map<string, {route: SlotRoute; keys: Buffer[]}>()
+  for (const m of moves) {
+    const e = bySource.get(m.route.fromMaster)
+    if (e) e.keys.push(...m.keys)
+    else bySource.set(m.route.fromMaster, {route: m.route, keys: [...m.keys]})
+  }
+  let waiting = bySource.size
+  let failed = ''
+  session.held = session.held ?? []
+  const done = () => {
+    if (--waiting > 0) return
+    if (failed) session.fill(slot, encodeError(failed))
+    else next()
+    session.release()
+  }
+  for (const [source, {route, keys}] of bySource) {
+    if (!source) {
+      failed = `ERR migrating slot has no source master in group ${route.fromGroup}`
+      done()
+      continue
+    }
+    const [host, port] = splitAddr(route.master)
+    const conn = ctx.pool.get(source, session.id)
+    const migrate = (replace: boolean) => {
+      const cmd: (string | Buffer)[] = ['MIGRATE', host, port, '', '0', String(MIGRATE_TIMEOUT_MS)]
+      if (replace) cmd.push('REPLACE')
+      cmd.push('KEYS', ...keys)
+      conn.send(encodeCommand(cmd), (reply, err) => {
+        if (err) failed = err
+        else if (reply![0] === 0x2d) {
+          const text = (decodeReply(reply!) as RespError).message
+          // The key is on both sides only after an interrupted MIGRATE; the source copy is the
+          // authoritative one (nothing writes the target while the key is on the source).
+          if (!replace && text.startsWith('BUSYKEY')) return migrate(true)
+          failed = `ERR could not move key off migrating slot: ${text}`
+        }
+        done()
+      })
+    }
+    migrate(false)
+  }
+}
+
+function splitAddr(addr: string): [string, string] {
+  const i = addr.lastIndexOf(':')
+  return [addr.slice(0, i), addr.slice(i + 1)]
+}
+
+/** Routes each key; returns the error text if a key's slot cannot be served. */
+function routeKeys(ctx: DispatchContext, args: Buffer[], indexes: number[]): {routes: SlotRoute[]; slots: number[]} | string {
+  const routes: SlotRoute[] = []
+  const slots: number[] = []
+  for (const i of indexes) {
+    const n = slotOf(args[i]!)
+    const route = ctx.table.slots[n]!
+    if (route.state === 'offline' || !route.master) return slotError(n, route)
+    routes.push(route)
+    slots.push(n)
+  }
+  return {routes, slots}
+}
+
+function pendingWrites(routes: SlotRoute[], slots: number[], keys: Buffer[]): Buffer[] {
+  const out: Buffer[] = []
+  for (let i = 0; i < routes.length; i++) {
+    if (routes[i]!.pending) out.push(encodeCommand(['SADD', pendingSetKey(slots[i]!), keys[i]!]))
+  }
+  return out
+}
+
+function migratingMoves(routes: SlotRoute[], keys: Buffer[]): MoveSet[] {
+  const moves: MoveSet[] = []
+  for (let i = 0; i < routes.length; i++) if (routes[i]!.state === 'migrating') moves.push({route: routes[i]!, keys: [keys[i]!]})
+  return moves
+}
+
+/** Commands whose keys must all live on one group: run there, or CROSSSLOT. */
+function dispatchMulti(ctx: DispatchContext, session: Session, spec: CommandSpec, req: Request, slot: ReplySlot): void {
+  const indexes = keyIndexes(spec, req.args)
+  if (typeof indexes === 'string') {
+    session.fill(slot, encodeError(indexes))
+    return
+  }
+  if (indexes.length === 0) {
+    session.fill(slot, encodeError(`ERR rstore routes '${spec.name}' by its keys: give at least one key`))
+    return
+  }
+  const routed = routeKeys(ctx, req.args, indexes)
+  if (typeof routed === 'string') {
+    session.fill(slot, encodeError(routed))
+    return
+  }
+  const {routes, slots} = routed
+  const master = routes[0]!.master
+  if (routes.some((r) => r.master !== master)) {
+    session.fill(slot, encodeError(CROSSSLOT))
+    return
+  }
+  if (spec.name === 'msetnx' && slots.some((s) => s !== slots[0])) {
+    session.fill(slot, encodeError("CROSSSLOT Keys in request don't hash to the same slot"))
+    return
+  }
+  const keys = indexes.map((i) => req.args[i]!)
+  const conn = ctx.pool.get(master, session.id)
+  const raw = req.raw ?? encodeCommand(req.args)
+  const send = () => {
+    forward(conn, session, raw, slot)
+    if (spec.write) for (const p of pendingWrites(routes, slots, keys)) conn.send(p, NOOP)
+  }
+  const moves = migratingMoves(routes, keys)
+  if (moves.length) moveKeysThen(ctx, session, moves, slot, send)
+  else send()
+}
+
+/** MGET, MSET, DEL, UNLINK, EXISTS, TOUCH: one sub-command per group, replies reassembled in order. */
+function dispatchSplit(ctx: DispatchContext, session: Session, spec: CommandSpec, req: Request, slot: ReplySlot): void {
+  const args = req.args
+  const indexes = keyIndexes(spec, args) as number[]
+  if (spec.name === 'mset' && (args.length - 1) % 2 !== 0) {
+    session.fill(slot, encodeError(`ERR wrong number of arguments for 'mset' command`))
+    return
+  }
+  const routed = routeKeys(ctx, args, indexes)
+  if (typeof routed === 'string') {
+    session.fill(slot, encodeError(routed))
+    return
+  }
+  const {routes, slots} = routed
+  const keys = indexes.map((i) => args[i]!)
+  const groups = new Map<string, number[]>() // master -> positions in indexes
+  routes.forEach((r, pos) => {
+    const list = groups.get(r.master)
+    if (list) list.push(pos)
+    else groups.set(r.master, [pos])
+  })
+  const perKey = spec.name === 'mset' ? 2 : 1
+  const sendAll = () => {
+    if (groups.size === 1) {
+      const [master] = groups.keys()
+      const conn = ctx.pool.get(master!, session.id)
+      forward(conn, session, req.raw ?? encodeCommand(args), slot)
+      if (spec.write) for (const p of pendingWrites(routes, slots, keys)) conn.send(p, NOOP)
+      return
+    }
+    const parts: {positions: number[]; reply: Buffer | null}[] = []
+    let waiting = groups.size
+    let error: Buffer | null = null
+    const finish = () => {
+      if (--waiting > 0) return
+      session.fill(slot, error ?? combine(spec.name, parts, keys.length))
+    }
+    for (const [master, positions] of groups) {
+      const sub: Buffer[] = [args[0]!]
+      for (const pos of positions) for (let k = 0; k < perKey; k++) sub.push(args[indexes[pos]! + k]!)
+      const part = {positions, reply: null as Buffer | null}
+      parts.push(part)
+      const conn = ctx.pool.get(master, session.id)
+      conn.send(encodeCommand(sub), (reply, err) => {
+        if (err) error = error ?? encodeError(err)
+        else if (reply![0] === 0x2d) error = error ?? reply!
+        else part.reply = reply!
+        finish()
+      })
+      if (spec.write) {
+        const pRoutes = positions.map((p) => routes[p]!)
+        const pSlots = positions.map((p) => slots[p]!)
+        const pKeys = positions.map((p) => keys[p]!)
+        for (const p of pendingWrites(pRoutes, pSlots, pKeys)) conn.send(p, NOOP)
+      }
+    }
+  }
+  const moves = migratingMoves(routes, keys)
+  if (moves.length) moveKeysThen(ctx, session, moves, slot, sendAll)
+  else sendAll()
+}
+
+function combine(name: string, parts: {positions: number[]; reply: Buffer | null}[], total: number): Buffer {
+  if (name === 'mset') return OK
+  if (name === 'mget') {
+    const items: Buffer[] = new Array(total)
+    for (const part of parts) {
+      const values = decodeReply(part.reply!) as (Buffer | null)[]
+      part.positions.forEach((pos, i) => {
+        const v = values[i]
+        items[pos] = v === null || v === undefined ? Buffer.from('$-1\r\n') : encodeBulkRaw(v as Buffer)
+      })
+    }
+    return encodeArrayOfRaw(items)
+  }
+  let sum = 0
+  for (const part of parts) sum += decodeReply(part.reply!) as number
+  return encodeInt(sum)
+}
+
+function encodeBulkRaw(b: Buffer): Buffer {
+  return Buffer.concat([Buffer.from(`$${b.length}\r\n`), b, Buffer.from('\r\n')])
+}

@@ -1,0 +1,369 @@
+/**
+ * RESP2 on the hot path, hand-written: requests are parsed into zero-copy Buffer slices of the
+ * received chunks, and backend replies are only scanned for their end so that their raw bytes can be
+ * forwarded unchanged. Values of hundreds of MB arrive in many chunks; those chunks are collected and
+ * joined once, when the frame is complete, never re-joined on every packet.
+ */
+
+export class ProtocolError extends Error {}
+
+export interface Limits {
+  /** Largest bulk string in a request (Redis: proto-max-bulk-len, 512 MB). */
+  maxBulkLength: number
+  /** Most arguments in one request. */
+  maxArgs: number
+  /** Longest inline command line. */
+  maxInlineLength: number
+}
+
+export const DEFAULT_LIMITS: Limits = {maxBulkLength: 512 * 1024 * 1024, maxArgs: 1024 * 1024, maxInlineLength: 64 * 1024}
+
+export interface Request {
+  args: Buffer[]
+  /** The request's own bytes when it was sent as a RESP array (forwarded as-is when routed unchanged). */
+  raw?: Buffer
+}
+
+const CR = 13
+const LF = 10
+const STAR = 42
+const DOLLAR = 36
+
+/** Reads a decimal integer between start and the CR at end. Returns NaN when malformed. */
+function readInt(buf: Buffer, start: number, end: number): number {
+  if (start >= end) return NaN
+  let neg = false
+  let i = start
+  if (buf[i] === 45) {
+    neg = true
+    i++
+    if (i >= end) return NaN
+  }
+  let n = 0
+  for (; i < end; i++) {
+    const c = buf[i]! - 48
+    if (c < 0 || c > 9) return NaN
+    n = n * 10 + c
+  }
+  return neg ? -n : n
+}
+
+/**
+ * Incremental request parser. feed() takes a chunk and returns the complete requests in it; a partial
+ * request stays buffered. Throws ProtocolError on malformed input (the caller closes the connection).
+ */
+export class RequestParser {
+  private chunks: Buffer[] = []
+  private buffered = 0
+  /** Bytes the pending frame needs at least before parsing is worth retrying. */
+  private needed = 0
+
+  constructor(private readonly limits: Limits = DEFAULT_LIMITS) {}
+
+  feed(chunk: Buffer): Request[] {
+    this.chunks.push(chunk)
+    this.buffered += chunk.length
+    if (this.buffered < this.needed) return []
+    const buf = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.buffered)
+    this.chunks = []
+    this.buffered = 0
+    this.needed = 0
+    const out: Request[] = []
+    let pos = 0
+    while (pos < buf.length) {
+      const end = buf[pos] === STAR ? this.parseMultibulk(buf, pos, out) : this.parseInline(buf, pos, out)
+      if (end < 0) break
+      pos = end
+    }
+    if (pos < buf.length) {
+      const rest = buf.subarray(pos)
+      this.chunks.push(rest)
+      this.buffered = rest.length
+    }
+    return out
+  }
+
+  /** Bytes held for an incomplete request (for memory limits and tests). */
+  pendingBytes(): number {
+    return this.buffered
+  }
+
+  /** Returns the offset after the request, or -1 when incomplete (setting this.needed). */
+  private parseMultibulk(buf: Buffer, start: number, out: Request[]): number {
+    const lineEnd = buf.indexOf(CR, start)
+    if (lineEnd < 0 || lineEnd + 1 >= buf.length) {
+      if (buf.length - start > 32) throw new ProtocolError('invalid multibulk length')
+      return -1
+    }
+    if (buf[lineEnd + 1] !== LF) throw new ProtocolError("expected '\\n' after multibulk length")
+    const count = readInt(buf, start + 1, lineEnd)
+    if (Number.isNaN(count) || count > this.limits.maxArgs) throw new ProtocolError('invalid multibulk length')
+    let pos = lineEnd + 2
+    if (count <= 0) return pos // Redis ignores empty arrays
+    const args: Buffer[] = new Array(count)
+    for (let i = 0; i < count; i++) {
+      if (pos >= buf.length) return this.incomplete(buf, start, pos + 4)
+      if (buf[pos] !== DOLLAR) {
+        throw new ProtocolError(`expected '$', got '${String.fromCharCode(buf[pos]!)}'`)
+      }
+      const lenEnd = buf.indexOf(CR, pos)
+      if (lenEnd < 0 || lenEnd + 1 >= buf.length) {
+        if (buf.length - pos > 32) throw new ProtocolError('invalid bulk length')
+        return this.incomplete(buf, start, pos + 4)
+      }
+      if (buf[lenEnd + 1] !== LF) throw new ProtocolError("expected '\\n' after bulk length")
+      const len = readInt(buf, pos + 1, lenEnd)
+      if (Number.isNaN(len) || len < 0 || len > this.limits.maxBulkLength) throw new ProtocolError('invalid bulk length')
+      const dataStart = lenEnd + 2
+      const dataEnd = dataStart + len
+      if (dataEnd + 2 > buf.length) return this.incomplete(buf, start, dataEnd + 2)
+      if (buf[dataEnd] !== CR || buf[dataEnd + 1] !== LF) throw new ProtocolError('bulk string not terminated by CRLF')
+      args[i] = buf.subarray(dataStart, dataEnd)
+      pos = dataEnd + 2
+    }
+    out.push({args, raw: buf.subarray(start, pos)})
+    return pos
+  }
+
+  private incomplete(buf: Buffer, start: number, neededEnd: number): number {
+    this.needed = neededEnd - start
+    void buf
+    return -1
+  }
+
+  /** Inline command: one line, arguments split on spaces, with "double" and 'single' quotes. */
+  private parseInline(buf: Buffer, start: number, out: Request[]): number {
+    const lf = buf.indexOf(LF, start)
+    if (lf < 0) {
+      if (buf.length - start > this.limits.maxInlineLength) throw new ProtocolError('too big inline request')
+      return -1
+    }
+    const lineEnd = lf > start && buf[lf - 1] === CR ? lf - 1 : lf
+    const args = splitInline(buf.subarray(start, lineEnd))
+    if (args.length > 0) out.push({args})
+    return lf + 1
+  }
+}
+
+/** Splits an inline command line like redis-server's sdssplitargs (quotes and \x escapes in "..."). */
+export function splitInline(line: Buffer): Buffer[] {
+  const text = line.toString('latin1')
+  const args: Buffer[] = []
+  let i = 0
+  while (i < text.length) {
+    while (i < text.length && (text[i] === ' ' || text[i] === '\t')) i++
+    if (i >= text.length) break
+    let cur = ''
+    if (text[i] === '"' || text[i] === "'") {
+      const q = text[i]!
+      i++
+      let closed = false
+      while (i < text.length) {
+        const c = text[i]!
+        if (q === '"' && c === '\\' && i + 1 < text.length) {
+          const n = text[i + 1]!
+          if (n === 'x' && /^[0-9a-fA-F]{2}$/.test(text.slice(i + 2, i + 4))) {
+            cur += String.fromCharCode(parseInt(text.slice(i + 2, i + 4), 16))
+            i += 4
+            continue
+          }
+          cur += n === 'n' ? '\n' : n === 'r' ? '\r' : n === 't' ? '\t' : n === 'b' ? '\b' : n === 'a' ? '\x07' : n
+          i += 2
+          continue
+        }
+        if (q === "'" && c === '\\' && text[i + 1] === "'") {
+          cur += "'"
+          i += 2
+          continue
+        }
+        if (c === q) {
+          closed = true
+          i++
+          break
+        }
+        cur += c
+        i++
+      }
+      if (!closed || (i < text.length && text[i] !== ' ' && text[i] !== '\t')) {
+        throw new ProtocolError('unbalanced quotes in request')
+      }
+    } else {
+      while (i < text.length && text[i] !== ' ' && text[i] !== '\t') cur += text[i++]
+    }
+    args.push(Buffer.from(cur, 'latin1'))
+  }
+  return args
+}
+
+/**
+ * Finds complete replies in a backend stream without decoding them. Each call of feed() returns the
+ * raw bytes of every complete reply, in order.
+ */
+export class ReplyScanner {
+  private chunks: Buffer[] = []
+  private buffered = 0
+  private needed = 0
+
+  feed(chunk: Buffer, onReply: (raw: Buffer) => void): void {
+    this.chunks.push(chunk)
+    this.buffered += chunk.length
+    if (this.buffered < this.needed) return
+    const buf = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.buffered)
+    this.chunks = []
+    this.buffered = 0
+    this.needed = 0
+    let pos = 0
+    while (pos < buf.length) {
+      const end = this.scan(buf, pos)
+      if (end < 0) break
+      onReply(buf.subarray(pos, end))
+      pos = end
+    }
+    if (pos < buf.length) {
+      const rest = buf.subarray(pos)
+      this.chunks.push(rest)
+      this.buffered = rest.length
+    }
+  }
+
+  reset(): void {
+    this.chunks = []
+    this.buffered = 0
+    this.needed = 0
+  }
+
+  /** End offset of the reply starting at pos, or -1 if incomplete. */
+  private scan(buf: Buffer, pos: number): number {
+    // Iterative over nested arrays: `remaining` counts the elements still to read.
+    let remaining = 1
+    const start = pos
+    while (remaining > 0) {
+      if (pos >= buf.length) return this.short(start, pos + 3)
+      const lineEnd = buf.indexOf(CR, pos)
+      if (lineEnd < 0 || lineEnd + 1 >= buf.length) return this.short(start, buf.length + 1)
+      const type = buf[pos]
+      remaining--
+      if (type === DOLLAR) {
+        const len = readInt(buf, pos + 1, lineEnd)
+        if (len < 0) {
+          pos = lineEnd + 2
+          continue
+        }
+        const end = lineEnd + 2 + len + 2
+        if (end > buf.length) return this.short(start, end)
+        pos = end
+      } else if (type === STAR) {
+        const n = readInt(buf, pos + 1, lineEnd)
+        if (n > 0) remaining += n
+        pos = lineEnd + 2
+      } else {
+        pos = lineEnd + 2
+      }
+    }
+    return pos
+  }
+
+  private short(start: number, neededEnd: number): number {
+    this.needed = neededEnd - start
+    return -1
+  }
+}
+
+/** A decoded RESP2 value. Errors are objects so they can sit inside arrays. */
+export type RespValue = string | number | Buffer | null | RespError | RespValue[]
+
+export class RespError {
+  constructor(readonly message: string) {}
+}
+
+/** Decodes one complete raw reply (as given by ReplyScanner). Simple strings decode to string. */
+export function decodeReply(raw: Buffer): RespValue {
+  const [value] = decodeAt(raw, 0)
+  return value
+}
+
+function decodeAt(buf: Buffer, pos: number): [RespValue, number] {
+  const lineEnd = buf.indexOf(CR, pos)
+  const type = buf[pos]
+  switch (type) {
+    case 43: // +
+      return [buf.toString('utf8', pos + 1, lineEnd), lineEnd + 2]
+    case 45: // -
+      return [new RespError(buf.toString('utf8', pos + 1, lineEnd)), lineEnd + 2]
+    case 58: // :
+      return [readInt(buf, pos + 1, lineEnd), lineEnd + 2]
+    case DOLLAR: {
+      const len = readInt(buf, pos + 1, lineEnd)
+      if (len < 0) return [null, lineEnd + 2]
+      const start = lineEnd + 2
+      return [buf.subarray(start, start + len), start + len + 2]
+    }
+    case STAR: {
+      const n = readInt(buf, pos + 1, lineEnd)
+      if (n < 0) return [null, lineEnd + 2]
+      let p = lineEnd + 2
+      const arr: RespValue[] = new Array(n)
+      for (let i = 0; i < n; i++) {
+        const [v, next] = decodeAt(buf, p)
+        arr[i] = v
+        p = next
+      }
+      return [arr, p]
+    }
+    default:
+      throw new ProtocolError(`bad reply type byte ${type}`)
+  }
+}
+
+// ---- encoders ----
+
+export const OK = Buffer.from('+OK\r\n')
+export const PONG = Buffer.from('+PONG\r\n')
+export const NULL_BULK = Buffer.from('$-1\r\n')
+export const NULL_ARRAY = Buffer.from('*-1\r\n')
+export const EMPTY_ARRAY = Buffer.from('*0\r\n')
+
+export function encodeError(message: string): Buffer {
+  return Buffer.from(`-${message.replace(/[\r\n]+/g, ' ')}\r\n`)
+}
+
+export function encodeSimple(s: string): Buffer {
+  return Buffer.from(`+${s}\r\n`)
+}
+
+export function encodeInt(n: number): Buffer {
+  return Buffer.from(`:${n}\r\n`)
+}
+
+export function encodeBulk(b: Buffer | string | null): Buffer {
+  if (b === null) return NULL_BULK
+  const data = typeof b === 'string' ? Buffer.from(b) : b
+  return Buffer.concat([Buffer.from(`$${data.length}\r\n`), data, Buffer.from('\r\n')])
+}
+
+/** Encodes a request (array of bulk strings), as sent to a backend. */
+export function encodeCommand(args: (Buffer | string | number)[]): Buffer {
+  const parts: Buffer[] = [Buffer.from(`*${args.length}\r\n`)]
+  for (const a of args) {
+    const b = Buffer.isBuffer(a) ? a : Buffer.from(String(a))
+    parts.push(Buffer.from(`$${b.length}\r\n`), b, CRLF)
+  }
+  return Buffer.concat(parts)
+}
+
+const CRLF = Buffer.from('\r\n')
+
+/** Encodes a decoded value back to RESP2 (strings as bulk). */
+export function encodeValue(v: RespValue): Buffer {
+  if (v === null) return NULL_BULK
+  if (typeof v === 'number') return encodeInt(v)
+  if (typeof v === 'string') return encodeBulk(v)
+  if (Buffer.isBuffer(v)) return encodeBulk(v)
+  if (v instanceof RespError) return encodeError(v.message)
+  return Buffer.concat([Buffer.from(`*${v.length}\r\n`), ...v.map(encodeValue)])
+}
+
+/** Joins raw replies into one array reply. */
+export function encodeArrayOfRaw(items: Buffer[]): Buffer {
+  return Buffer.concat([Buffer.from(`*${items.length}\r\n`), ...items])
+}

@@ -1,0 +1,54 @@
+import {masterOf, type Topology} from '../topology/model.js'
+import {SLOT_COUNT} from '../topology/slots.js'
+
+/** What the proxy needs to know about one slot, precomputed from the topology. */
+export interface SlotRoute {
+  state: 'offline' | 'online' | 'migrating'
+  /** Master address of the owning group (the target while migrating); '' if none. */
+  master: string
+  group: number
+  /** While migrating: master address of the source group. */
+  fromMaster: string
+  fromGroup: number
+  /** Part of a migration job not yet started: writes record their key in the pending set. */
+  pending: boolean
+}
+
+export interface RoutingTable {
+  epoch: number
+  slots: SlotRoute[]
+  /** Every master address (for DBSIZE and connection upkeep). */
+  masters: string[]
+}
+
+/** The key on a source group listing keys created in a pending slot (DESIGN.md section 5). */
+export function pendingSetKey(slot: number): string {
+  return `__rstore:pending:${slot}`
+}
+
+export const INTERNAL_KEY_PREFIX = '__rstore:'
+
+export function buildRoutingTable(topo: Topology): RoutingTable {
+  const slots: SlotRoute[] = new Array(SLOT_COUNT)
+  const masterAddr = (g: number | undefined) => {
+    const group = g ? topo.groups.get(g) : undefined
+    return group ? (masterOf(group)?.addr ?? '') : ''
+  }
+  for (let i = 0; i < SLOT_COUNT; i++) {
+    const s = topo.slots[i]
+    slots[i] = {
+      state: s?.state ?? 'offline',
+      group: s?.group ?? 0,
+      master: masterAddr(s?.group),
+      fromGroup: s?.from ?? 0,
+      fromMaster: s?.state === 'migrating' ? masterAddr(s.from) : '',
+      pending: Boolean(s?.pending),
+    }
+  }
+  const masters = new Set<string>()
+  for (const g of topo.groups.values()) {
+    const m = masterOf(g)
+    if (m) masters.add(m.addr)
+  }
+  return {epoch: topo.epoch, slots, masters: [...masters].sort()}
+}

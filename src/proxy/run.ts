@@ -1,0 +1,66 @@
+import cluster from 'node:cluster'
+import type {RstoreConfig} from '../config.js'
+import {openCoordinator} from '../coord/index.js'
+import {startProxyHttp} from '../admin/proxy-http.js'
+import {parseAddr} from '../topology/model.js'
+import {Proxy, DEFAULT_PROXY_OPTIONS, type ProxyOptions} from './proxy.js'
+
+export interface RunProxyOptions extends Partial<ProxyOptions> {
+  id: string
+  addr: string
+  httpAddr: string
+  /** Worker processes sharing the port (Reborn's --cpu). */
+  cpu: number
+}
+
+/**
+ * Runs a proxy until SIGTERM/SIGINT. With cpu > 1 the primary forks that many workers sharing the
+ * listening port; each worker registers as `<id>-<n>` so the migration barrier waits for all of them.
+ */
+export async function runProxy(cfg: RstoreConfig, o: RunProxyOptions, log: (line: string) => void): Promise<void> {
+  if (o.cpu > 1 && cluster.isPrimary) {
+    for (let i = 1; i <= o.cpu; i++) cluster.fork({RSTORE_WORKER: String(i)})
+    let alive = o.cpu
+    cluster.on('exit', (w, code, signal) => {
+      log(`worker ${w.process.pid} exited (${signal ?? code})`)
+      if (--alive === 0) process.exit(0)
+    })
+    const stop = () => {
+      for (const w of Object.values(cluster.workers ?? {})) w?.kill('SIGTERM')
+    }
+    process.on('SIGTERM', stop)
+    process.on('SIGINT', stop)
+    return new Promise(() => {})
+  }
+  const worker = process.env.RSTORE_WORKER
+  const id = worker ? `${o.id}-${worker}` : o.id
+  const listen = parseAddr(o.addr)
+  const http = parseAddr(o.httpAddr)
+  const coord = await openCoordinator(cfg)
+  const proxy = new Proxy(coord, cfg.product, {
+    ...DEFAULT_PROXY_OPTIONS,
+    ...o,
+    id,
+    host: listen.host,
+    port: listen.port,
+    httpAddr: o.httpAddr,
+  }, (line) => log(`[${id}] ${line}`))
+  try {
+    await proxy.start()
+  } catch (err) {
+    await proxy.stop().catch(() => {})
+    await coord.close()
+    throw err
+  }
+  const httpServer = await startProxyHttp(proxy, http.host, http.port)
+  log(`[${id}] proxy listening on ${listen.host}:${proxy.port}, http on ${o.httpAddr}, epoch ${proxy.table.epoch}; offline until 'rstore proxy online ${o.id}'`)
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve()
+    process.once('SIGTERM', stop)
+    process.once('SIGINT', stop)
+  })
+  log(`[${id}] stopping`)
+  httpServer.close()
+  await proxy.stop()
+  await coord.close()
+}
