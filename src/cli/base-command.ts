@@ -52,10 +52,21 @@ export abstract class RstoreCommand<T extends typeof Command> extends Command {
     }
     // oclif's own parse errors (unknown flag, missing arg) keep their message; make it one line.
     if (err.oclif?.exit !== undefined && err.oclif.exit !== 0 && !(err as {code?: string}).code?.startsWith('EEXIT')) {
-      process.stderr.write(`Error: ${err.message.split('\n')[0]}\n`)
+      process.stderr.write(`Error: ${oneLine(err.message)}\n`)
       process.exitCode = 2
       return
     }
     return super.catch(err)
   }
+}
+
+/**
+ * oclif's parse errors span lines ("Missing 2 required args:\ngroup  desc\nstatus  desc\nSee more help
+ * with --help"): one line that names what is missing.
+ */
+function oneLine(message: string): string {
+  const lines = message.split('\n').map((l) => l.trim()).filter((l) => l && !/^See more help with --help$/.test(l))
+  const first = lines[0] ?? message
+  const rest = lines.slice(1).map((l) => l.split(/\s+/)[0])
+  return `${first.endsWith(':') ? `${first} ${rest.join(', ')}` : first} (see --help)`
 }

@@ -21,6 +21,8 @@ export async function startEtcd(): Promise<EtcdServer> {
     '--initial-advertise-peer-urls', `http://127.0.0.1:${peerPort}`,
     '--initial-cluster', `rstore-test=http://127.0.0.1:${peerPort}`,
     '--log-level', 'error',
+    // slot init and range-set write up to 1025 keys in one txn (etcd's default limit is 128).
+    '--max-txn-ops', '4096',
   ], {env: {...process.env, ETCD_UNSUPPORTED_ARCH: process.arch === 'x64' ? '' : process.arch}})
   await waitFor(`etcd on ${endpoint} (${proc.output()})`, async () => {
     const res = await fetch(`${endpoint}/health`)

@@ -1,0 +1,310 @@
+import {ConflictError, RstoreError, ValidationError} from '../errors.js'
+import {
+  topologyProblem,
+  validateGroup,
+  type GroupInfo,
+  type ProxyInfo,
+  type SlotInfo,
+  type SlotState,
+  type Topology,
+} from '../topology/model.js'
+import {SLOT_COUNT} from '../topology/slots.js'
+import type {Compare, Coordinator, KeyValue, Op, Watcher} from './types.js'
+
+/** What an update writes: whole slot and group records (and groups to delete). */
+export interface TopologyChange {
+  slots?: SlotInfo[]
+  groups?: GroupInfo[]
+  deleteGroups?: number[]
+}
+
+/** Facts about the stored topology that are not part of Topology itself, passed to update's change(). */
+export interface TopologyMeta {
+  /** `slot init` has run (the slots/ keys exist). */
+  initialized: boolean
+  /** modRevision of the epoch key (0 when it does not exist yet). */
+  epochRevision: number
+}
+
+/** A stored value that cannot be parsed. */
+export class CorruptError extends RstoreError {
+  constructor(message: string) {
+    super('ECORRUPT', message)
+    this.name = 'CorruptError'
+  }
+}
+
+/**
+ * update() was refused because one of the caller's extraCompares no longer held (the topology itself
+ * had not changed). Callers catch it to say which of their conditions failed.
+ */
+export class PreconditionFailedError extends ConflictError {
+  constructor(message = 'a condition checked together with this topology change no longer holds; nothing was written') {
+    super(message)
+    this.name = 'PreconditionFailedError'
+  }
+}
+
+const SLOT_STATES: ReadonlySet<string> = new Set<SlotState>(['offline', 'online', 'migrating'])
+const UPDATE_ATTEMPTS = 8
+const WATCH_DEBOUNCE_MS = 20
+
+/**
+ * The one module through which topology (slots, groups, epoch, proxies) is read from and written to the
+ * coordinator, under `/rstore/<product>/` (DESIGN.md section 4).
+ *
+ * Every routing change goes through update(): one transaction that writes the changed records plus
+ * epoch+1 and compares the epoch key's modRevision, so changes are serialized and every change is
+ * visible to proxies as one new epoch. Nothing else may write slots/ or groups/.
+ */
+export class TopologyStore {
+  readonly prefix: string
+
+  constructor(
+    readonly coord: Coordinator,
+    readonly product: string,
+  ) {
+    this.prefix = `/rstore/${product}/`
+  }
+
+  /** `/rstore/<product>/` + parts joined by `/`. */
+  key(...parts: (string | number)[]): string {
+    return this.prefix + parts.join('/')
+  }
+
+  /** The topology as one consistent snapshot (one list() of the product prefix). */
+  async load(): Promise<Topology> {
+    return (await this.loadWithMeta()).topo
+  }
+
+  /** load() plus the facts update() needs (initialized, the epoch key's modRevision). */
+  async loadWithMeta(): Promise<{topo: Topology; meta: TopologyMeta}> {
+    return this.parse(await this.coord.list(this.prefix))
+  }
+
+  /** True once `slot init` has created the slot table. */
+  async slotsInitialized(): Promise<boolean> {
+    const kv = await this.coord.get(this.key('slots', 0))
+    if (kv) return true
+    return (await this.coord.list(this.key('slots', ''))).length > 0
+  }
+
+  /** The registered proxies, sorted by id. */
+  async proxies(): Promise<ProxyInfo[]> {
+    const prefix = this.key('proxies', '')
+    const out: ProxyInfo[] = []
+    for (const kv of await this.coord.list(prefix)) {
+      out.push(this.json<ProxyInfo>(kv))
+    }
+    return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+  }
+
+  /**
+   * Optimistic transaction: reads the topology, calls change(topo, meta), which returns the records to
+   * write (or throws a typed error, which is passed through with nothing written), checks the result
+   * (valid groups, online/migrating slots owned by existing groups, at most one migrating slot), and
+   * writes it plus epoch+1 in ONE coordinator transaction that compares the epoch key's modRevision
+   * and extraCompares. On a concurrent topology change it re-reads and calls change() again (a few
+   * times). If only an extraCompare failed, throws PreconditionFailedError. Returns the new epoch, or
+   * the current one when change() returned nothing to write (and extraOps is empty).
+   */
+  async update(
+    change: (topo: Topology, meta: TopologyMeta) => TopologyChange,
+    extraCompares: Compare[] = [],
+    extraOps: Op[] = [],
+  ): Promise<number> {
+    for (let attempt = 1; ; attempt++) {
+      const {topo, meta} = await this.loadWithMeta()
+      const ch = change(topo, meta)
+      const slots = ch.slots ?? []
+      const groups = ch.groups ?? []
+      const deleteGroups = ch.deleteGroups ?? []
+      if (!slots.length && !groups.length && !deleteGroups.length && !extraOps.length) return topo.epoch
+      this.check(topo, slots, groups, deleteGroups)
+
+      const epoch = topo.epoch + 1
+      const ops: Op[] = []
+      for (const s of slots) ops.push({type: 'put', key: this.key('slots', s.id), value: JSON.stringify(slotRecord(s))})
+      for (const g of groups) ops.push({type: 'put', key: this.key('groups', g.id), value: JSON.stringify(groupRecord(g))})
+      for (const id of deleteGroups) ops.push({type: 'delete', key: this.key('groups', id)})
+      ops.push({type: 'put', key: this.key('epoch'), value: JSON.stringify(epoch)})
+      ops.push(...extraOps)
+      const compares: Compare[] = [{key: this.key('epoch'), modRevision: meta.epochRevision}, ...extraCompares]
+      const res = await this.coord.txn(compares, ops)
+      if (res.succeeded) return epoch
+
+      const now = await this.coord.get(this.key('epoch'))
+      if ((now?.modRevision ?? 0) === meta.epochRevision) throw new PreconditionFailedError()
+      if (attempt >= UPDATE_ATTEMPTS) {
+        throw new ConflictError(`the topology kept changing while this change was applied (${attempt} attempts); try again`)
+      }
+      await sleep(5 + Math.random() * 20 * attempt)
+    }
+  }
+
+  /**
+   * Calls onChange (debounced a little) whenever slots/, groups/ or epoch change after the watch
+   * starts (or after fromRevision); the caller reloads. Start the watch before load() so that no change
+   * falls between the two. If the underlying watch fails (e.g. a compacted revision) it is restarted
+   * from the current revision and onChange is called, so the caller reloads and misses nothing.
+   */
+  async watch(onChange: () => void, fromRevision?: number): Promise<Watcher> {
+    let timer: NodeJS.Timeout | undefined
+    let closed = false
+    let inner: Watcher | undefined
+    const fire = () => {
+      if (closed || timer) return
+      timer = setTimeout(() => {
+        timer = undefined
+        if (!closed) onChange()
+      }, WATCH_DEBOUNCE_MS)
+    }
+    const slotsPrefix = this.key('slots', '')
+    const groupsPrefix = this.key('groups', '')
+    const epochKey = this.key('epoch')
+    const start = async (after: number): Promise<void> => {
+      inner = await this.coord.watch(
+        this.prefix,
+        after,
+        (ev) => {
+          if (ev.key === epochKey || ev.key.startsWith(slotsPrefix) || ev.key.startsWith(groupsPrefix)) fire()
+        },
+        () => {
+          if (closed) return
+          const old = inner
+          void (async () => {
+            await old?.close().catch(() => {})
+            while (!closed) {
+              try {
+                await start(await this.coord.revision())
+                fire()
+                return
+              } catch {
+                await sleep(500)
+              }
+            }
+          })()
+        },
+      )
+      if (closed) await inner.close()
+    }
+    await start(fromRevision ?? (await this.coord.revision()))
+    return {
+      close: async () => {
+        closed = true
+        if (timer) clearTimeout(timer)
+        timer = undefined
+        await inner?.close()
+      },
+    }
+  }
+
+  // ---- internals ----
+
+  private parse(kvs: KeyValue[]): {topo: Topology; meta: TopologyMeta} {
+    const slots: SlotInfo[] = []
+    for (let id = 0; id < SLOT_COUNT; id++) slots.push({id, state: 'offline', group: 0})
+    const groups = new Map<number, GroupInfo>()
+    let epoch = 0
+    let epochRevision = 0
+    let initialized = false
+    const slotsPrefix = this.key('slots', '')
+    const groupsPrefix = this.key('groups', '')
+    const epochKey = this.key('epoch')
+    for (const kv of kvs) {
+      if (kv.key === epochKey) {
+        const n = this.json<unknown>(kv)
+        if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) throw new CorruptError(`stored ${kv.key} is not an epoch number: ${kv.value}`)
+        epoch = n
+        epochRevision = kv.modRevision
+      } else if (kv.key.startsWith(slotsPrefix)) {
+        const id = Number(kv.key.slice(slotsPrefix.length))
+        if (!Number.isInteger(id) || id < 0 || id >= SLOT_COUNT) continue
+        slots[id] = this.parseSlot(kv, id)
+        initialized = true
+      } else if (kv.key.startsWith(groupsPrefix)) {
+        const id = Number(kv.key.slice(groupsPrefix.length))
+        if (!Number.isInteger(id) || id < 1) continue
+        groups.set(id, this.parseGroup(kv, id))
+      }
+    }
+    const sorted = new Map([...groups.entries()].sort((a, b) => a[0] - b[0]))
+    return {topo: {epoch, slots, groups: sorted}, meta: {initialized, epochRevision}}
+  }
+
+  private parseSlot(kv: KeyValue, id: number): SlotInfo {
+    const v = this.json<Partial<SlotInfo>>(kv)
+    if (!v || typeof v !== 'object' || !SLOT_STATES.has(v.state as string) || !Number.isInteger(v.group) || (v.group as number) < 0) {
+      throw new CorruptError(`stored ${kv.key} is not a slot record: ${kv.value}`)
+    }
+    const s: SlotInfo = {id, state: v.state as SlotState, group: v.group as number}
+    if (v.from !== undefined && v.from !== null) s.from = v.from
+    if (v.pending === true) s.pending = true
+    return s
+  }
+
+  private parseGroup(kv: KeyValue, id: number): GroupInfo {
+    const v = this.json<Partial<GroupInfo>>(kv)
+    if (!v || typeof v !== 'object' || !Array.isArray(v.servers)) throw new CorruptError(`stored ${kv.key} is not a group record: ${kv.value}`)
+    return {
+      id,
+      servers: v.servers.map((s) => {
+        if (!s || typeof s.addr !== 'string' || (s.role !== 'master' && s.role !== 'slave')) {
+          throw new CorruptError(`stored ${kv.key} has a bad server entry: ${JSON.stringify(s)}`)
+        }
+        return {addr: s.addr, role: s.role}
+      }),
+    }
+  }
+
+  private json<T>(kv: KeyValue): T {
+    try {
+      return JSON.parse(kv.value) as T
+    } catch {
+      throw new CorruptError(`stored ${kv.key} is not JSON: ${kv.value.slice(0, 80)}`)
+    }
+  }
+
+  /** The safety net every update passes: the resulting topology must be one a proxy accepts. */
+  private check(topo: Topology, slots: SlotInfo[], groups: GroupInfo[], deleteGroups: number[]): void {
+    const nextGroups = new Map(topo.groups)
+    for (const id of deleteGroups) nextGroups.delete(id)
+    for (const g of groups) {
+      if (!Number.isInteger(g.id) || g.id < 1) throw new ValidationError(`invalid group id ${g.id}: a group id is an integer >= 1`)
+      validateGroup(g)
+      nextGroups.set(g.id, g)
+    }
+    const nextSlots = topo.slots.slice()
+    for (const s of slots) {
+      if (!Number.isInteger(s.id) || s.id < 0 || s.id >= SLOT_COUNT) throw new ValidationError(`invalid slot ${s.id}`)
+      if (!SLOT_STATES.has(s.state)) throw new ValidationError(`invalid slot state '${s.state}' for slot ${s.id}`)
+      nextSlots[s.id] = s
+    }
+    for (const s of nextSlots) {
+      if (s.state === 'offline') continue
+      if (!nextGroups.has(s.group)) {
+        throw new ConflictError(`slot ${s.id} would be ${s.state} in group ${s.group}, which does not exist`)
+      }
+      if (s.state === 'migrating' && (s.from === undefined || !nextGroups.has(s.from))) {
+        throw new ConflictError(`slot ${s.id} would be migrating from group ${s.from ?? '(none)'}, which does not exist`)
+      }
+    }
+    const problem = topologyProblem({epoch: topo.epoch + 1, slots: nextSlots, groups: nextGroups})
+    if (problem) throw new ConflictError(problem)
+  }
+}
+
+function slotRecord(s: SlotInfo): SlotInfo {
+  const r: SlotInfo = {id: s.id, state: s.state, group: s.group}
+  if (s.state === 'migrating' && s.from !== undefined) r.from = s.from
+  if (s.pending) r.pending = true
+  return r
+}
+
+function groupRecord(g: GroupInfo): GroupInfo {
+  return {id: g.id, servers: g.servers.map((s) => ({addr: s.addr, role: s.role}))}
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms))
+}
