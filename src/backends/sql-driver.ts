@@ -1,0 +1,55 @@
+/** What the SQL key store needs from a database driver (MySQL/MariaDB or PostgreSQL). */
+export interface SqlResult {
+  rows: Record<string, unknown>[]
+  /** Rows inserted/updated/deleted by a write statement. */
+  affected: number
+}
+
+export interface SqlConn {
+  /** Runs one statement; placeholders are `?` (translated for PostgreSQL). */
+  query(sql: string, params?: unknown[]): Promise<SqlResult>
+}
+
+export interface TableSpec {
+  name: string
+  /** column name -> accepted data_type values (information_schema, lower case). */
+  columns: Record<string, string[]>
+}
+
+export interface SqlDriver extends SqlConn {
+  readonly kind: 'mysql' | 'postgres'
+  /** Runs fn in a transaction on one connection; retried on deadlock / serialization failure. */
+  transaction<T>(fn: (c: SqlConn) => Promise<T>, opts?: {snapshot?: boolean}): Promise<T>
+  /** INSERT that skips rows whose primary key exists. */
+  insertIgnore(table: string, cols: string[], rows: number, returning?: string): string
+  /** INSERT that overwrites `update` columns on a primary key conflict. */
+  upsert(table: string, cols: string[], pk: string[], update: string[], rows: number): string
+  /** Row lock suffix for a shared read lock. */
+  readonly shareLock: string
+  /** Longest key / field / member the tables accept (bytes). */
+  readonly maxKey: number
+  readonly maxMember: number
+  /** Whether the driver can report which rows an INSERT ... RETURNING inserted. */
+  readonly returning: boolean
+  /** Scores as stored (MySQL has no infinities). */
+  encodeScore(x: number): number | string
+  decodeScore(x: unknown): number
+  /** Columns of existing tables among `tables` (empty map entry = table absent). */
+  describe(tables: string[]): Promise<Map<string, Map<string, string>>>
+  /** CREATE statements for the key store's tables with this prefix. */
+  ddl(prefix: string): string[]
+  /** The expected shape of each table (for the check at open). */
+  specs(prefix: string): TableSpec[]
+  /** Runs fn while holding a database-wide named lock (schema creation). */
+  withSchemaLock<T>(fn: (c: SqlConn) => Promise<T>): Promise<T>
+  close(): Promise<void>
+}
+
+export function valuesList(rows: number, cols: number): string {
+  const one = `(${new Array(cols).fill('?').join(',')})`
+  return new Array(rows).fill(one).join(',')
+}
+
+export function placeholders(n: number): string {
+  return new Array(n).fill('?').join(',')
+}
