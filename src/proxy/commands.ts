@@ -173,8 +173,6 @@ setbit 4
 bitfield -2
 pfadd -2
 geoadd -5
-georadius -6
-georadiusbymember -5
 xadd -5
 xdel -3
 xtrim -4
@@ -311,6 +309,8 @@ const unsupported: [string, string][] = [
   ['function', 'functions are not proxied'],
   ['fcall', 'functions are not proxied'],
   ['fcall_ro', 'functions are not proxied'],
+  ['georadius', 'its STORE option writes a key that may live on another group; use GEOSEARCH/GEOSEARCHSTORE'],
+  ['georadiusbymember', 'its STORE option writes a key that may live on another group; use GEOSEARCH/GEOSEARCHSTORE'],
   ['sort', 'SORT ... BY/GET/STORE may touch keys on other groups'],
   ['sort_ro', 'SORT ... BY/GET may touch keys on other groups'],
   ['object_help', 'administrative command'],

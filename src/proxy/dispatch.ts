@@ -158,7 +158,7 @@ function moveKeysThen(ctx: DispatchContext, session: Session, moves: MoveSet[], 
           const text = (decodeReply(reply!) as RespError).message
           // The key is on both sides only after an interrupted MIGRATE; the source copy is the
           // authoritative one (nothing writes the target while the key is on the source).
-          if (!replace && text.startsWith('BUSYKEY')) return migrate(true)
+          if (!replace && text.includes('BUSYKEY')) return migrate(true)
           failed = `ERR could not move key off migrating slot: ${text}`
         }
         done()

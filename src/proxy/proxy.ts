@@ -93,8 +93,23 @@ export class Proxy implements SessionHost, LocalHost {
     this.watchers.push(
       await this.coord.watch(this.store.key('proxyctl', this.opts.id), await this.coord.revision(), () => void this.applyDesiredState()),
     )
+    // The mover publishes its progress here; /metrics shows it (rstore_migration{field=...}).
+    this.watchers.push(
+      await this.coord.watch(this.store.key('progress', 'migration'), await this.coord.revision(), (ev) => this.onProgress(ev.value)),
+    )
     await this.applyTopology()
     await this.listen()
+  }
+
+  private onProgress(value: string): void {
+    try {
+      const parsed = value ? (JSON.parse(value) as Record<string, unknown>) : {}
+      this.metrics.migration = Object.fromEntries(
+        Object.entries(parsed).filter((e): e is [string, number] => typeof e[1] === 'number'),
+      )
+    } catch {
+      this.metrics.migration = {}
+    }
   }
 
   private recordKey(): string {
