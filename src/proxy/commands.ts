@@ -205,9 +205,11 @@ sdiffstore -3 1 -1 1
 bitop -4 2 -1 1
 pfmerge -2 1 -1 1
 geosearchstore -8 1 2 1
+zrangestore -5 1 2 1
 `)
 add('multi', false, `
 sinter -2 1 -1 1
+lcs -3 1 2 1
 sunion -2 1 -1 1
 sdiff -2 1 -1 1
 pfcount -2 1 -1 1
@@ -313,7 +315,6 @@ const unsupported: [string, string][] = [
   ['georadiusbymember', 'its STORE option writes a key that may live on another group; use GEOSEARCH/GEOSEARCHSTORE'],
   ['sort', 'SORT ... BY/GET/STORE may touch keys on other groups'],
   ['sort_ro', 'SORT ... BY/GET may touch keys on other groups'],
-  ['object_help', 'administrative command'],
   ['lolwut', 'administrative command'],
   ['pfdebug', 'administrative command'],
   ['pfselftest', 'administrative command'],
