@@ -40,14 +40,84 @@ export function formatDouble(x: number): string {
   return trim(x.toFixed(16 - exp))
 }
 
+// ---- x87 long double (64-bit significand) arithmetic for INCRBYFLOAT, as Redis computes it.
+
+/** An exact binary value m * 2^e (m signed). */
+interface Dyadic {
+  m: bigint
+  e: number
+}
+
+const bitlen = (x: bigint): number => (x === 0n ? 0 : x.toString(2).length)
+
+/** Rounds num/den (num >= 0, den > 0) to 64 significant bits, half to even; value = m * 2^e. */
+function roundRational(num: bigint, den: bigint, e0 = 0): Dyadic {
+  if (num === 0n) return {m: 0n, e: 0}
+  const k = 67 - (bitlen(num) - bitlen(den))
+  const n = k >= 0 ? num << BigInt(k) : num
+  const d = k >= 0 ? den : den << BigInt(-k)
+  let q = n / d
+  const sticky = n % d !== 0n
+  const drop = bitlen(q) - 64
+  let e = e0 - k
+  if (drop > 0) {
+    const mask = (1n << BigInt(drop)) - 1n
+    const rest = q & mask
+    const half = 1n << BigInt(drop - 1)
+    q >>= BigInt(drop)
+    e += drop
+    if (rest > half || (rest === half && (sticky || (q & 1n) === 1n))) q += 1n
+  }
+  return {m: q, e}
+}
+
+function parseLongDouble(s: string): Dyadic | null {
+  const m = /^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$/.exec(s)
+  if (!m || (!m[2] && !m[3])) return null
+  const digits = BigInt((m[2] || '') + (m[3] || '') || '0')
+  const exp = Number(m[4] || 0) - (m[3] || '').length
+  if (Math.abs(exp) > 6000) return null
+  const r = exp >= 0 ? roundRational(digits * 10n ** BigInt(exp), 1n) : roundRational(digits, 10n ** BigInt(-exp))
+  return m[1] === '-' ? {m: -r.m, e: r.e} : r
+}
+
+function addLongDouble(a: Dyadic, b: Dyadic): Dyadic {
+  const e = Math.min(a.e, b.e)
+  const sum = (a.m << BigInt(a.e - e)) + (b.m << BigInt(b.e - e))
+  const r = roundRational(sum < 0n ? -sum : sum, 1n, e)
+  return sum < 0n ? {m: -r.m, e: r.e} : r
+}
+
+/** "%.17Lf" with trailing zeros (and a trailing dot) removed: Redis's human-friendly long double. */
+function formatLongDoubleHuman(v: Dyadic): string {
+  const neg = v.m < 0n
+  const m = neg ? -v.m : v.m
+  let q: bigint
+  if (v.e >= 0) q = (m << BigInt(v.e)) * 10n ** 17n
+  else {
+    const num = m * 10n ** 17n
+    const den = 1n << BigInt(-v.e)
+    q = num / den
+    const r = num % den
+    if (2n * r > den || (2n * r === den && (q & 1n) === 1n)) q += 1n
+  }
+  const int = q / 10n ** 17n
+  const frac = (q % 10n ** 17n).toString().padStart(17, '0').replace(/0+$/, '')
+  const text = frac ? `${int}.${frac}` : `${int}`
+  return neg && text !== '0' ? `-${text}` : text
+}
+
 /**
- * INCRBYFLOAT's reply: Redis adds in long double and prints "%.17Lf" without trailing zeros. With
- * doubles we round to 15 significant digits, which gives Redis's text for ordinary values (0.1+0.2 -> 0.3).
+ * INCRBYFLOAT: parses both numbers as long doubles, adds, prints as Redis does. Null when a number is
+ * not valid; 'inf' when the result is not finite (Redis: "increment would produce NaN or Infinity").
  */
-export function formatLongDouble(x: number): string {
-  const n = Number(x.toPrecision(15))
-  if (Number.isInteger(n)) return BigInt(n).toString()
-  let s = String(n)
-  if (s.includes('e')) s = n.toFixed(17)
-  return s.includes('.') ? s.replace(/0+$/, '').replace(/\.$/, '') : s
+export function incrByFloatText(current: string, increment: string): string | null | 'inf' {
+  if (parseDouble(current) === null || parseDouble(increment) === null) return null
+  if (INF_RE.test(current) || INF_RE.test(increment)) return 'inf'
+  const a = parseLongDouble(current)
+  const b = parseLongDouble(increment)
+  if (!a || !b) return 'inf'
+  const sum = addLongDouble(a, b)
+  if (bitlen(sum.m < 0n ? -sum.m : sum.m) + sum.e > 16384) return 'inf'
+  return formatLongDoubleHuman(sum)
 }

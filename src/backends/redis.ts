@@ -121,7 +121,8 @@ export class RedisStore implements KeyStore {
     if (argv.length === 0) return error('ERR empty command')
     const name = argv[0].toString().toLowerCase()
     try {
-      const raw = (await this.client.callBuffer(name, ...argv.slice(1))) as RawReply
+      // Upper case: ioredis keys its reply transformers (HGETALL -> object) by the lower-case name.
+      const raw = (await this.client.callBuffer(name.toUpperCase(), ...argv.slice(1))) as RawReply
       if (raw === null && (name === 'lpop' || name === 'rpop') && argv.length > 2) return NIL_ARRAY
       if (Buffer.isBuffer(raw) && STATUS_COMMANDS.has(name)) {
         if (name === 'set' && argv.some((a, i) => i > 2 && a.toString().toLowerCase() === 'get')) return bulk(raw)

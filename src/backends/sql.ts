@@ -1,7 +1,7 @@
 import {ValidationError} from '../errors.js'
 import {globMatch, globPrefix} from './glob.js'
 import {MysqlDriver} from './mysql.js'
-import {formatDouble, formatLongDouble, INT64_MAX, INT64_MIN, parseDouble, parseInt64} from './numbers.js'
+import {formatDouble, incrByFloatText, INT64_MAX, INT64_MIN, parseDouble, parseInt64} from './numbers.js'
 import {PostgresDriver} from './postgres.js'
 import {array, bulk, bulks, CommandError, error, integer, NIL, NIL_ARRAY, OK, simple, WRONGTYPE, type Reply} from './reply.js'
 import {placeholders, type SqlConn, type SqlDriver} from './sql-driver.js'
@@ -460,16 +460,14 @@ export class SqlStore implements KeyStore {
   }
 
   private incrByFloat(key: Buffer, byArg: Buffer, now: number): Promise<Reply> {
-    const by = parseDouble(byArg)
-    if (by === null) return Promise.resolve(error(ERR_FLOAT))
+    if (parseDouble(byArg) === null) return Promise.resolve(error(ERR_FLOAT))
     return this.tx(async (c) => {
       const st = await this.ensureKey(c, key, T.string, now)
       const cur = st.created ? null : await this.readString(c, key)
-      const base = cur === null ? 0 : parseDouble(cur)
-      if (base === null || !Number.isFinite(base)) throw new CommandError(ERR_FLOAT)
-      const next = base + by
-      if (!Number.isFinite(next)) throw new CommandError('ERR increment would produce NaN or Infinity')
-      const text = Buffer.from(formatLongDouble(next))
+      const next = incrByFloatText(cur === null ? '0' : cur.toString('latin1'), byArg.toString('latin1'))
+      if (next === null) throw new CommandError(ERR_FLOAT)
+      if (next === 'inf') throw new CommandError('ERR increment would produce NaN or Infinity')
+      const text = Buffer.from(next)
       await this.writeString(c, key, text)
       return bulk(text)
     })
