@@ -1,0 +1,3 @@
+import {makeRemoveCommand} from '../../cli/rules-commands.js'
+
+export default makeRemoveCommand('dbgroup')

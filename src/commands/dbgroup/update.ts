@@ -1,0 +1,3 @@
+import {makeUpdateCommand} from '../../cli/rules-commands.js'
+
+export default makeUpdateCommand('dbgroup')

@@ -1,0 +1,3 @@
+import {makeListCommand} from '../../cli/rules-commands.js'
+
+export default makeListCommand('rule')

@@ -1,0 +1,3 @@
+import {makeShowCommand} from '../../cli/rules-commands.js'
+
+export default makeShowCommand('rule')

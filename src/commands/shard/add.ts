@@ -1,0 +1,3 @@
+import {makeAddCommand} from '../../cli/rules-commands.js'
+
+export default makeAddCommand('shard')
