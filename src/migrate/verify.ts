@@ -1,0 +1,202 @@
+/**
+ * Verify (DESIGN.md section 10): compare every selected key of a source with a target (type, value,
+ * TTL within a tolerance), throttled, in rounds like redis-full-check: round 1 compares everything,
+ * each later round re-reads only the previous round's differences, so keys that were merely in flight
+ * converge away. A key missing on the target whose source copy has since expired (or been deleted)
+ * is not a difference. --repair copies the source's value over each remaining difference.
+ */
+import {openStore, parseHostPort, parseStoreUrl, type KeySnapshot, type KeyStore, type StoreUrl} from '../backends/index.js'
+import {ValidationError} from '../errors.js'
+import {slotOf, SLOT_COUNT} from '../topology/slots.js'
+import {RateLimiter, showKey} from './backfill.js'
+
+export interface VerifyOptions {
+  from: string
+  to: string
+  /** host:port (Redis) or a store URL. */
+  source: string
+  target: string
+  match: string
+  /** Inclusive slot range, e.g. [0, 511]. */
+  slots?: [number, number]
+  /** TTL difference tolerated, ms. */
+  ttlTolerance: number
+  rounds: number
+  /** Seconds between rounds. */
+  interval: number
+  repair: boolean
+  /** Keys per second (0: unlimited). */
+  rate: number
+  batch: number
+  /** Differences listed in the result. */
+  maxKeys: number
+}
+
+export type DiffReason = 'missing' | 'type' | 'value' | 'ttl'
+
+export interface KeyDiff {
+  key: string
+  reason: DiffReason
+  detail: string
+  repaired?: boolean
+}
+
+export interface VerifyResult {
+  compared: number
+  equal: number
+  different: number
+  missing: number
+  repaired: number
+  rounds: number
+  keys: KeyDiff[]
+}
+
+export function parseSlots(text: string): [number, number] {
+  const m = /^(\d+)(?:-(\d+))?$/.exec(text)
+  const a = m ? Number(m[1]) : NaN
+  const b = m ? Number(m[2] ?? m[1]) : NaN
+  if (!m || a > b || b >= SLOT_COUNT) throw new ValidationError(`bad --slots '${text}': use a-b with 0 <= a <= b < ${SLOT_COUNT}`)
+  return [a, b]
+}
+
+/** Opens a side: host:port or redis:// for Redis, a URL for SQL; its kind must match --from/--to. */
+function sideUrl(kind: string, text: string, flag: string): StoreUrl {
+  if (!['redis', 'mysql', 'postgres'].includes(kind)) throw new ValidationError(`--${flag === 'source' ? 'from' : 'to'} must be redis, mysql or postgres (got '${kind}')`)
+  let url: StoreUrl
+  if (!text.includes('://')) {
+    const {host, port} = parseHostPort(text, `--${flag}`)
+    url = parseStoreUrl(`redis://${host.includes(':') ? `[${host}]` : host}:${port}`)
+  } else url = parseStoreUrl(text)
+  if (url.kind !== kind) throw new ValidationError(`--${flag} ${url.display} is a ${url.kind} store but --${flag === 'source' ? 'from' : 'to'} is ${kind}`)
+  return url
+}
+
+function sameValue(a: KeySnapshot, b: KeySnapshot): boolean {
+  const sortBuf = (xs: Buffer[]) => [...xs].sort(Buffer.compare)
+  switch (a.type) {
+    case 'string':
+      return a.value.equals(b.value as Buffer)
+    case 'list': {
+      const bv = b.value as Buffer[]
+      return a.value.length === bv.length && a.value.every((x, i) => x.equals(bv[i]))
+    }
+    case 'set': {
+      const [x, y] = [sortBuf(a.value), sortBuf(b.value as Buffer[])]
+      return x.length === y.length && x.every((v, i) => v.equals(y[i]))
+    }
+    case 'hash': {
+      const m = new Map(a.value.map(([f, v]) => [f.toString('latin1'), v]))
+      const bv = b.value as [Buffer, Buffer][]
+      return m.size === new Set(bv.map(([f]) => f.toString('latin1'))).size && bv.every(([f, v]) => m.get(f.toString('latin1'))?.equals(v))
+    }
+    case 'zset': {
+      const m = new Map(a.value.map(([k, s]) => [k.toString('latin1'), s]))
+      const bv = b.value as [Buffer, number][]
+      return m.size === bv.length && bv.every(([k, s]) => m.get(k.toString('latin1')) === s)
+    }
+  }
+}
+
+const describe = (s: KeySnapshot) => `${s.type}${s.type === 'string' ? `(${s.value.length} bytes)` : `(${s.value.length} items)`}`
+
+/** Compares one key; null when equal. */
+export function compareSnapshots(src: KeySnapshot, dst: KeySnapshot | null, ttlTolerance: number): {reason: DiffReason; detail: string} | null {
+  if (!dst) return {reason: 'missing', detail: `missing on target (source: ${describe(src)})`}
+  if (src.type !== dst.type) return {reason: 'type', detail: `type ${src.type} on source, ${dst.type} on target`}
+  if (!sameValue(src, dst)) return {reason: 'value', detail: `value differs: ${describe(src)} on source, ${describe(dst)} on target`}
+  const ttlOk = src.pttl === -1 ? dst.pttl === -1 : dst.pttl !== -1 && Math.abs(src.pttl - dst.pttl) <= ttlTolerance
+  if (!ttlOk) return {reason: 'ttl', detail: `ttl ${src.pttl} ms on source, ${dst.pttl} ms on target`}
+  return null
+}
+
+export async function verify(o: VerifyOptions): Promise<VerifyResult> {
+  const su = sideUrl(o.from, o.source, 'source')
+  const tu = sideUrl(o.to, o.target, 'target')
+  if (!(o.rounds >= 1)) throw new ValidationError('--rounds must be at least 1')
+  if (!(o.interval >= 0)) throw new ValidationError('--interval must be 0 or more')
+  if (!(o.ttlTolerance >= 0)) throw new ValidationError('--ttl-tolerance must be 0 or more')
+  const source = await openStore(su, {reapIntervalMs: 0})
+  let target: KeyStore | undefined
+  try {
+    target = await openStore(tu, {reapIntervalMs: 0})
+    return await run(o, source, target)
+  } finally {
+    await source.close().catch(() => {})
+    await target?.close().catch(() => {})
+  }
+}
+
+async function run(o: VerifyOptions, source: KeyStore, target: KeyStore): Promise<VerifyResult> {
+  const limiter = new RateLimiter(o.rate)
+  const dump = o.repair && target.kind === 'redis' && source.kind === 'redis'
+  let diffs = new Map<string, {key: Buffer; reason: DiffReason; detail: string; snap: KeySnapshot}>()
+  let compared = 0
+
+  const check = async (keys: Buffer[]) => {
+    await limiter.take(keys.length)
+    const [srcs, dsts] = await Promise.all([source.readKeys(keys, {dump}), target.readKeys(keys)])
+    const out: {key: Buffer; reason: DiffReason; detail: string; snap: KeySnapshot}[] = []
+    let n = 0
+    keys.forEach((key, i) => {
+      const s = srcs[i]
+      if (!s) return // gone from the source (expired or deleted): nothing to compare
+      n++
+      const d = compareSnapshots(s, dsts[i], o.ttlTolerance)
+      if (d) out.push({key, ...d, snap: s})
+    })
+    return {n, out}
+  }
+
+  // Round 1: everything the pattern (and slot range) selects.
+  const inRange = (k: Buffer) => !o.slots || ((s) => s >= o.slots![0] && s <= o.slots![1])(slotOf(k))
+  let cursor = '0'
+  const seen = new Set<string>()
+  do {
+    const page = await source.scan(cursor, o.match, Math.max(o.batch, 1000))
+    cursor = page.cursor
+    const keys = page.keys.filter((k) => {
+      const h = k.toString('latin1')
+      if (seen.has(h) || !inRange(k)) return false
+      seen.add(h)
+      return true
+    })
+    for (let i = 0; i < keys.length; i += o.batch) {
+      const {n, out} = await check(keys.slice(i, i + o.batch))
+      compared += n
+      for (const d of out) diffs.set(d.key.toString('latin1'), d)
+    }
+  } while (cursor !== '0')
+
+  // Later rounds: only the previous round's differences.
+  let rounds = 1
+  for (; rounds < o.rounds && diffs.size > 0; rounds++) {
+    await new Promise((r) => setTimeout(r, o.interval * 1000))
+    const keys = [...diffs.values()].map((d) => d.key)
+    const next = new Map<string, {key: Buffer; reason: DiffReason; detail: string; snap: KeySnapshot}>()
+    for (let i = 0; i < keys.length; i += o.batch) {
+      for (const d of (await check(keys.slice(i, i + o.batch))).out) next.set(d.key.toString('latin1'), d)
+    }
+    diffs = next
+  }
+
+  const keys: KeyDiff[] = []
+  let repaired = 0
+  let different = 0
+  let missing = 0
+  for (const d of diffs.values()) {
+    let fixed = false
+    if (o.repair) {
+      // Re-read the source right before copying, so the latest value goes over.
+      const fresh = await source.readKey(d.key, {dump})
+      if (fresh) await target.writeKey(d.key, fresh) // (gone from the source since: nothing to copy)
+      fixed = true
+      repaired++
+    }
+    if (!fixed) {
+      if (d.reason === 'missing') missing++
+      else different++
+    }
+    if (keys.length < o.maxKeys) keys.push({key: showKey(d.key), reason: d.reason, detail: d.detail, ...(o.repair ? {repaired: fixed} : {})})
+  }
+  return {compared, equal: compared - diffs.size, different, missing, repaired, rounds, keys}
+}
