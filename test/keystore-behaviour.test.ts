@@ -8,7 +8,8 @@ import {openStore, RedisStore, SqlStore, parseStoreUrl, type KeyStore, type KeyS
 import {formatReply} from '../src/backends/reply.js'
 import {startMariaDb, type MariaDbServer} from './harness/mariadb.js'
 import {startPostgres, type PostgresServer} from './harness/postgres.js'
-import {startRedis, type RedisServer} from './harness/redis.js'
+import {type RedisServer} from './harness/redis.js'
+import {startRedisReady as startRedis} from './harness/redis-retry.js'
 
 type Arg = string | Buffer
 /** A command, optionally with a reply normalization: unordered members, unordered pairs, or a TTL. */
