@@ -1,4 +1,5 @@
 import {RstoreCommand} from '../../cli/base-command.js'
+import {table} from '../../cli/table.js'
 import {withTopologyStore} from '../../admin/context.js'
 import {listProxies} from '../../admin/proxies.js'
 
@@ -8,14 +9,13 @@ export default class ProxyList extends RstoreCommand<typeof ProxyList> {
 
   async run(): Promise<void> {
     const proxies = await withTopologyStore(this.cfg, (store) => listProxies(store))
-    this.output(proxies, () => {
-      if (proxies.length === 0) return 'no proxies registered'
-      const rows = proxies.map((p) => [
-        p.id, p.addr, p.httpAddr, p.state, String(p.appliedEpoch), `${Math.floor((Date.now() - p.startedAt) / 1000)}s`, p.error ?? '',
-      ])
-      const head = ['ID', 'ADDR', 'HTTP', 'STATE', 'EPOCH', 'UPTIME', 'ERROR']
-      const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))
-      return [head, ...rows].map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n')
-    })
+    this.output(proxies, () =>
+      proxies.length === 0
+        ? 'no proxies registered'
+        : table(
+            ['ID', 'ADDR', 'HTTP', 'STATE', 'EPOCH', 'UPTIME', 'ERROR'],
+            proxies.map((p) => [p.id, p.addr, p.httpAddr, p.state, p.appliedEpoch, `${Math.floor((Date.now() - p.startedAt) / 1000)}s`, p.error]),
+          ),
+    )
   }
 }
