@@ -187,6 +187,18 @@ export class EtcdCoordinator implements Coordinator {
     return handle
   }
 
+  /** @internal True when the history at revision has been compacted away. */
+  async isCompacted(revision: number): Promise<boolean> {
+    if (this.closed) return false
+    try {
+      await this.client.kv.range({key: ZERO, count_only: true, revision}, this.callOpts())
+      return false
+    } catch (err) {
+      if (/compacted/i.test((err as Error).message)) return true
+      throw err
+    }
+  }
+
   /** @internal */
   forgetWatcher(w: EtcdWatchHandle): void {
     this.watchers.delete(w)
@@ -227,6 +239,7 @@ export class EtcdCoordinator implements Coordinator {
 
 class EtcdWatchHandle implements Watcher {
   private closed = false
+  private canceledByServer = false
   /** Every revision <= delivered has been handed over completely. */
   private delivered: number
 
@@ -239,7 +252,7 @@ class EtcdWatchHandle implements Watcher {
   ) {
     this.delivered = afterRevision
     inner.on('data', (res: IWatchResponse) => this.onData(res))
-    inner.on('error', (err: Error) => this.fail(err))
+    inner.on('error', (err: Error) => this.onServerCancel(err))
   }
 
   ready(timeoutMs: number): Promise<void> {
@@ -276,25 +289,38 @@ class EtcdWatchHandle implements Watcher {
     this.delivered = upTo
   }
 
+  /** The server canceled the watch (the only way etcd3 emits 'error' on a watcher). */
+  private onServerCancel(err: Error): void {
+    if (this.closed) return
+    this.canceledByServer = true
+    void this.close()
+    // etcd does not always say why; a compacted start revision is the usual reason: ask.
+    this.coord.isCompacted(this.delivered + 1).then(
+      (compacted) => reportWatchError(compacted ? new CompactedError(this.delivered + 1, -1) : err, this.onError),
+      () => reportWatchError(err, this.onError),
+    )
+  }
+
   private fail(err: Error): void {
     if (this.closed) return
-    const msg = err.message ?? ''
-    const mapped = /compact/i.test(msg) ? new CompactedError(this.delivered + 1, -1, msg) : err
     void this.close()
-    reportWatchError(mapped, this.onError)
+    reportWatchError(err, this.onError)
   }
 
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
     this.coord.forgetWatcher(this)
+    this.inner.removeAllListeners('data')
     this.inner.on('error', () => {})
+    // A watch the server canceled is already gone from the client's stream: cancelling it again would
+    // send a cancel the client cannot match (etcd3 then throws from its stream handler).
+    if (this.canceledByServer) return
     try {
       await withTimeout(this.inner.cancel(), 2000, 'etcd watch cancel')
     } catch {
       // The connection is gone: nothing left to cancel.
     }
-    this.inner.removeAllListeners('data')
   }
 }
 
