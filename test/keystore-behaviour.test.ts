@@ -168,14 +168,14 @@ describe('TTL expiry', () => {
     test(kind, async () => {
       const s = stores[kind]
       const p = `ttl:${kind}:`
-      await s.command('SET', `${p}s`, 'v', 'PX', '150')
+      await s.command('SET', `${p}s`, 'v', 'PX', '700')
       await s.command('HSET', `${p}h`, 'f', 'v')
-      await s.command('PEXPIRE', `${p}h`, '150')
+      await s.command('PEXPIRE', `${p}h`, '700')
       await s.command('RPUSH', `${p}l`, 'a', 'b')
-      await s.command('PEXPIRE', `${p}l`, '150')
+      await s.command('PEXPIRE', `${p}l`, '700')
       await s.command('SET', `${p}keep`, 'v', 'EX', '100')
       assert.deepEqual(await s.command('GET', `${p}s`), {type: 'bulk', value: Buffer.from('v')})
-      await new Promise((r) => setTimeout(r, 250))
+      await new Promise((r) => setTimeout(r, 800))
       assert.deepEqual(await s.command('GET', `${p}s`), {type: 'bulk', value: null})
       assert.deepEqual(await s.command('EXISTS', `${p}s`, `${p}h`, `${p}l`, `${p}keep`), {type: 'integer', value: 1})
       assert.deepEqual(await s.command('TTL', `${p}h`), {type: 'integer', value: -2})

@@ -36,13 +36,19 @@ export class PostgresDriver implements SqlDriver {
       max: url.pool.maxOpen,
       idleTimeoutMillis: Math.max(1, url.pool.maxLifetime) * 1000,
       maxLifetimeSeconds: url.pool.maxLifetime || undefined,
-      connectionTimeoutMillis: 5000,
+      // No pool timeout: pg-pool counts the wait for a free connection against it, which fails
+      // commands queued behind a busy pool. The open below bounds the first connect instead.
+      connectionTimeoutMillis: 0,
     })
     pool.on('error', () => {})
     try {
-      await pool.query('SELECT 1')
+      let timer: NodeJS.Timeout | undefined
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(Object.assign(new Error('connect timeout after 5 s'), {code: 'ETIMEDOUT'})), 5000)
+      })
+      await Promise.race([pool.query('SELECT 1'), timeout]).finally(() => clearTimeout(timer))
     } catch (e) {
-      await pool.end().catch(() => {})
+      void pool.end().catch(() => {})
       const err = e as {code?: string; message: string}
       if (err.code === '3D000') throw new ValidationError(`postgres database '${url.database}' does not exist at ${url.host}:${url.port}`)
       if (err.code === '28P01' || err.code === '28000') throw new ValidationError(`postgres at ${url.host}:${url.port} refused user '${url.user ?? 'postgres'}': ${err.message}`)

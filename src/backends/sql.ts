@@ -14,6 +14,8 @@ const TYPE_NAMES: KeyType[] = ['string', 'hash', 'list', 'set', 'zset']
 
 /** Thrown inside a transaction to run it again (a concurrent insert of the same key won). */
 class RetryTx extends Error {}
+/** The batch insert hit present keys and MySQL cannot say which. */
+class FastPathMiss extends Error {}
 
 interface KeyState {
   type: number
@@ -86,6 +88,8 @@ export class SqlStore implements KeyStore {
   private readonly handlers: Record<string, [number, Handler]>
   private reaper?: NodeJS.Timeout
   private reaping = false
+  /** writeKeysIfAbsent tries the insert-first path again from this time (ms). */
+  private fastPathAfter = 0
 
   private constructor(
     readonly db: SqlDriver,
@@ -951,7 +955,8 @@ export class SqlStore implements KeyStore {
     if (entries.length === 0) return []
     const valid = entries.map((e) => this.validSnapshot(e.key, e.snap))
     const now = Date.now()
-    const attempt = (perKey: boolean) =>
+    type Mode = 'fast' | 'select' | 'perKey'
+    const attempt = (mode: Mode) =>
       this.db.transaction(async (c) => {
         const result = entries.map(() => false)
         const idx = new Map<string, number>()
@@ -959,38 +964,54 @@ export class SqlStore implements KeyStore {
           const h = e.key.toString('latin1')
           if (valid[i] && !idx.has(h)) idx.set(h, i)
         })
-        const keys = [...idx.values()].map((i) => entries[i].key)
-        const present = new Set<string>()
-        for (const part of chunks(keys, 1000)) {
-          const {rows} = await c.query(`SELECT k, type, expire_at FROM ${this.t.keys} WHERE k IN (${placeholders(part.length)}) FOR UPDATE`, part)
-          for (const r of rows) {
-            const e = expiryOf(r.expire_at)
-            if (e !== null && e <= now) await this.dropKey(c, r.k as Buffer, num(r.type))
-            else present.add((r.k as Buffer).toString('latin1'))
-          }
-        }
-        const todo = [...idx.values()].filter((i) => !present.has(entries[i].key.toString('latin1')))
         const row = (i: number) => {
           const s = entries[i].snap
           return [entries[i].key, T[s.type], s.pttl > 0 ? now + s.pttl : null]
         }
-        const inserted: number[] = []
-        if (perKey) {
-          for (const i of todo) {
-            const r = await c.query(this.db.insertIgnore(this.t.keys, ['k', 'type', 'expire_at'], 1), row(i))
-            if (r.affected === 1) inserted.push(i)
+        const insertRows = async (part: number[]): Promise<number[] | null> => {
+          const sql = this.db.insertIgnore(this.t.keys, ['k', 'type', 'expire_at'], part.length, this.db.returning ? 'k' : undefined)
+          const r = await c.query(sql, part.flatMap(row))
+          if (this.db.returning) {
+            const got = new Set(r.rows.map((x) => (x.k as Buffer).toString('latin1')))
+            return part.filter((i) => got.has(entries[i].key.toString('latin1')))
           }
-        } else {
+          return r.affected === part.length ? part : null
+        }
+        const inserted: number[] = []
+        let todo = [...idx.values()]
+        if (mode === 'fast') {
+          // Insert the key rows straight away; only keys that turn out present are looked at.
+          const rest: number[] = []
           for (const part of chunks(todo, 1000)) {
-            const sql = this.db.insertIgnore(this.t.keys, ['k', 'type', 'expire_at'], part.length, this.db.returning ? 'k' : undefined)
-            const r = await c.query(sql, part.flatMap(row))
-            if (this.db.returning) {
-              const got = new Set(r.rows.map((x) => (x.k as Buffer).toString('latin1')))
-              for (const i of part) if (got.has(entries[i].key.toString('latin1'))) inserted.push(i)
-            } else if (r.affected === part.length) {
-              inserted.push(...part)
-            } else {
-              throw new RetryTx() // a concurrent writer created some of them: redo key by key
+            const got = await insertRows(part)
+            if (!got) throw new FastPathMiss() // MySQL cannot say which: redo with the locking read first
+            const ok = new Set(got)
+            for (const i of part) (ok.has(i) ? inserted : rest).push(i)
+          }
+          todo = rest
+        }
+        if (todo.length) {
+          // Lock the present key rows; expired ones are deleted and count as absent.
+          const present = new Set<string>()
+          for (const part of chunks(todo, 1000)) {
+            const {rows} = await c.query(`SELECT k, type, expire_at FROM ${this.t.keys} WHERE k IN (${placeholders(part.length)}) FOR UPDATE`, part.map((i) => entries[i].key))
+            for (const r of rows) {
+              const e = expiryOf(r.expire_at)
+              if (e !== null && e <= now) await this.dropKey(c, r.k as Buffer, num(r.type))
+              else present.add((r.k as Buffer).toString('latin1'))
+            }
+          }
+          todo = todo.filter((i) => !present.has(entries[i].key.toString('latin1')))
+          if (mode === 'perKey') {
+            for (const i of todo) {
+              const r = await c.query(this.db.insertIgnore(this.t.keys, ['k', 'type', 'expire_at'], 1), row(i))
+              if (r.affected === 1) inserted.push(i)
+            }
+          } else {
+            for (const part of chunks(todo, 1000)) {
+              const got = await insertRows(part)
+              if (!got) throw new RetryTx() // a concurrent writer created some of them: redo key by key
+              inserted.push(...got)
             }
           }
         }
@@ -998,10 +1019,21 @@ export class SqlStore implements KeyStore {
         for (const i of inserted) result[i] = true
         return result
       })
+    // MySQL's fast path fails as a whole when any key is present: after a miss, read first for a while.
+    const fast = this.db.returning || Date.now() >= this.fastPathAfter
     try {
-      return await attempt(false)
+      return await attempt(fast ? 'fast' : 'select')
     } catch (e) {
-      if (e instanceof RetryTx) return attempt(true)
+      if (e instanceof FastPathMiss) {
+        this.fastPathAfter = Date.now() + 5000
+        try {
+          return await attempt('select')
+        } catch (e2) {
+          if (e2 instanceof RetryTx) return attempt('perKey')
+          throw e2
+        }
+      }
+      if (e instanceof RetryTx) return attempt('perKey')
       throw e
     }
   }
