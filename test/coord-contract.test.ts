@@ -101,7 +101,7 @@ function child(args: string[]): Child {
 // ---- the contract ----
 
 function contract(name: string, makeTarget: () => Promise<Target>): void {
-  describe(`coordinator contract: ${name}`, () => {
+  describe(`coordinator contract: ${name}`, {concurrency: 1}, () => {
     let t: Target
     let c: Coordinator
     const opened: Coordinator[] = []
@@ -408,21 +408,25 @@ function contract(name: string, makeTarget: () => Promise<Target>): void {
 
     test('two processes racing a create-only put: exactly one wins', async () => {
       const p = fresh()
-      const key = `${p}race`
-      for (let round = 0; round < 3; round++) {
-        const k = `${key}${round}`
-        const kids = [child(['cas', t.kind, t.addr, k, 'A']), child(['cas', t.kind, t.addr, k, 'B'])]
-        await Promise.all(kids.map((x) => x.line(/^ready$/)))
-        for (const x of kids) x.proc.stdin!.end('go\n')
-        const results = await Promise.all(kids.map(async (x) => JSON.parse(await x.line(/^\{/)) as {succeeded: boolean; revision: number}))
-        await Promise.all(kids.map((x) => x.exited(5000)))
+      const kids = [child(['cas', t.kind, t.addr, 'A']), child(['cas', t.kind, t.addr, 'B'])]
+      await Promise.all(kids.map((x) => x.line(/^ready$/)))
+      const rounds = 10
+      for (let round = 0; round < rounds; round++) {
+        const k = `${p}race${round}`
+        // Both children get the go at the same moment and race for the same absent key.
+        for (const x of kids) x.proc.stdin!.write(`go ${k}\n`)
+        const results = await Promise.all(
+          kids.map(async (x) => JSON.parse(await x.line(new RegExp(`^\\{"key":"${k}"`))) as {succeeded: boolean; revision: number}),
+        )
         const winners = results.filter((r) => r.succeeded)
         assert.equal(winners.length, 1, `exactly one winner in round ${round}: ${JSON.stringify(results)}`)
-        const winner = results[0].succeeded ? 'A' : 'B'
         const kv = await c.get(k)
-        assert.equal(kv?.value, winner)
+        assert.equal(kv?.value, results[0].succeeded ? 'A' : 'B')
         assert.equal(kv?.modRevision, winners[0].revision)
+        assert.equal(kv?.createRevision, winners[0].revision)
       }
+      for (const x of kids) x.proc.stdin!.end()
+      for (const x of kids) assert.equal((await x.exited(5000)).code, 0, x.stderr())
     })
 
     test('two processes incrementing one key by compare-and-swap lose no update; a watcher sees each once', async () => {
@@ -487,8 +491,9 @@ function contract(name: string, makeTarget: () => Promise<Target>): void {
   })
 }
 
-// ---- the two implementations ----
+// ---- the two implementations (run side by side to keep the file fast; each suite is sequential) ----
 
+describe('coordinator contract', {concurrency: 2}, () => {
 contract('embedded', async () => {
   const dir = tempDir('coord')
   // A folder that does not exist yet: open() creates it.
@@ -526,6 +531,7 @@ contract('etcd', async () => {
     },
   }
 })
+})
 
 describe('coordinator specifics', () => {
   test('etcd: connect fails fast with UnreachableError naming the endpoint', async () => {
@@ -557,13 +563,38 @@ describe('coordinator specifics', () => {
     await new Promise((r) => silent.close(r))
   })
 
+  test('etcd: when etcd dies, operations fail with UnreachableError and a lease is lost within its TTL', async () => {
+    const srv = await startEtcd()
+    let c: EtcdCoordinator | undefined
+    try {
+      c = await EtcdCoordinator.connect([srv.endpoint], {requestTimeoutMs: 2000})
+      const lease = await c.grantLease(1)
+      const lost = new Promise<number>((resolve) => lease.onLost(() => resolve(Date.now())))
+      const watchErrors: Error[] = []
+      await c.watch('/x/', await c.revision(), () => {}, (err) => watchErrors.push(err))
+      await c.txn([], [{type: 'put', key: '/x/a', value: '1', lease: lease.id}])
+      await sleep(300)
+      await srv.proc.stop('SIGKILL')
+      const killedAt = Date.now()
+      await assert.rejects(c.get('/x/a'), UnreachableError)
+      // The holder must behave as if the lease were gone once etcd may have expired it: at most a TTL
+      // after the last confirmed keep-alive (which was before the kill).
+      const lostAt = await Promise.race([lost, sleep(3000).then(() => assert.fail('onLost did not fire within 3 s'))])
+      assert.ok(lostAt - killedAt <= 1500, `lost ${lostAt - killedAt} ms after the kill`)
+      assert.deepEqual(watchErrors, [], 'a disconnected watch waits to reconnect: no error')
+    } finally {
+      await c?.close()
+      await srv.stop()
+    }
+  })
+
   test('embedded: several processes may open one new file at once', async () => {
     const dir = tempDir('coord-open')
     try {
       const file = join(dir, 'a', 'b', 'meta.db')
-      const kids = Array.from({length: 4}, (_, i) => child(['cas', 'embedded', file, '/race/open', `p${i}`]))
+      const kids = Array.from({length: 4}, (_, i) => child(['cas', 'embedded', file, `p${i}`]))
       await Promise.all(kids.map((x) => x.line(/^ready$/)))
-      for (const x of kids) x.proc.stdin!.end('go\n')
+      for (const x of kids) x.proc.stdin!.end('go /race/open\n')
       const results = await Promise.all(kids.map(async (x) => JSON.parse(await x.line(/^\{/)) as {succeeded: boolean}))
       assert.equal(results.filter((r) => r.succeeded).length, 1)
       await Promise.all(kids.map((x) => x.exited(5000)))

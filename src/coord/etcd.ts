@@ -14,7 +14,7 @@ import {UnreachableError, ValidationError} from '../errors.js'
 import {CompactedError, CoordinatorClosedError, keyBytes, LeaseNotFoundError, prefixEnd, reportWatchError, validateOps} from './keys.js'
 import type {Compare, Coordinator, KeyValue, Lease, Op, TxnResult, WatchEvent, Watcher} from './types.js'
 
-const {Etcd3, EtcdLeaseInvalidError} = etcd3
+const {Etcd3, EtcdLeaseInvalidError, GRPCDeadlineExceededError, GRPCUnavailableError, isRecoverableError} = etcd3
 type Etcd3Client = InstanceType<typeof Etcd3>
 
 export interface EtcdOptions {
@@ -45,12 +45,16 @@ function prefixRange(prefix: string): {key: Buffer; range_end: Buffer} {
   return {key: start, range_end: prefixEnd(start) ?? ZERO}
 }
 
+class TimeoutError extends Error {
+  override name = 'TimeoutError'
+}
+
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout
   return Promise.race([
     p,
     new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms)
+      timer = setTimeout(() => reject(new TimeoutError(`${what} timed out after ${ms} ms`)), ms)
       timer.unref()
     }),
   ]).finally(() => clearTimeout(timer))
@@ -96,6 +100,24 @@ export class EtcdCoordinator implements Coordinator {
     return new EtcdCoordinator(hosts, client, opts)
   }
 
+  /** Network-level failures become UnreachableError (one clear line in the CLI); others pass through. */
+  private async call<T>(what: string, p: Promise<T>): Promise<T> {
+    try {
+      return await p
+    } catch (err) {
+      const e = err as Error
+      const unreachable =
+        e instanceof GRPCUnavailableError ||
+        e instanceof GRPCDeadlineExceededError ||
+        e instanceof TimeoutError ||
+        (typeof e === 'object' && e !== null && isRecoverableError(e)) ||
+        e?.name === 'BrokenCircuitError' ||
+        /circuit/i.test(e?.message ?? '')
+      if (unreachable) throw new UnreachableError(`etcd at ${this.endpoints.join(', ')} failed to ${what}: ${e.message}`)
+      throw err
+    }
+  }
+
   private callOpts() {
     return {deadline: new Date(Date.now() + this.opts.requestTimeoutMs)}
   }
@@ -106,7 +128,7 @@ export class EtcdCoordinator implements Coordinator {
 
   async get(key: string): Promise<KeyValue | null> {
     this.check()
-    const res = await this.client.kv.range({key: keyBytes(key)}, this.callOpts())
+    const res = await this.call('read a key', this.client.kv.range({key: keyBytes(key)}, this.callOpts()))
     return res.kvs.length ? toKeyValue(res.kvs[0]) : null
   }
 
@@ -118,9 +140,9 @@ export class EtcdCoordinator implements Coordinator {
     let revision: string | undefined
     // Pages of LIST_PAGE keys, all read at the revision of the first page (one consistent snapshot).
     for (;;) {
-      const res = await this.client.kv.range(
-        {key, range_end: range.range_end, limit: LIST_PAGE, revision, sort_order: 'Ascend', sort_target: 'Key'},
-        this.callOpts(),
+      const res = await this.call(
+        'list keys',
+        this.client.kv.range({key, range_end: range.range_end, limit: LIST_PAGE, revision, sort_order: 'Ascend', sort_target: 'Key'}, this.callOpts()),
       )
       revision ??= res.header.revision
       for (const kv of res.kvs) out.push(toKeyValue(kv))
@@ -131,7 +153,7 @@ export class EtcdCoordinator implements Coordinator {
 
   async revision(): Promise<number> {
     this.check()
-    const res = await this.client.kv.range({key: ZERO, count_only: true}, this.callOpts())
+    const res = await this.call('read the revision', this.client.kv.range({key: ZERO, count_only: true}, this.callOpts()))
     return Number(res.header.revision)
   }
 
@@ -151,7 +173,7 @@ export class EtcdCoordinator implements Coordinator {
       return {request_delete_range: prefixRange(op.prefix)}
     })
     try {
-      const res = await this.client.kv.txn({compare, success, failure: []}, this.callOpts())
+      const res = await this.call('run a transaction', this.client.kv.txn({compare, success, failure: []}, this.callOpts()))
       return {succeeded: res.succeeded, revision: Number(res.header.revision)}
     } catch (err) {
       if (err instanceof EtcdLeaseInvalidError) {
@@ -179,7 +201,7 @@ export class EtcdCoordinator implements Coordinator {
     const handle = new EtcdWatchHandle(this, inner, afterRevision, onEvent, onError)
     this.watchers.add(handle)
     try {
-      await handle.ready(this.opts.requestTimeoutMs)
+      await this.call('start a watch', handle.ready(this.opts.requestTimeoutMs))
     } catch (err) {
       await handle.close()
       throw err
@@ -213,7 +235,7 @@ export class EtcdCoordinator implements Coordinator {
     const handle = new EtcdLeaseHandle(this, inner, ttl, requestedAt)
     let id: string
     try {
-      id = await withTimeout(inner.grant(), this.opts.requestTimeoutMs, 'etcd lease grant')
+      id = await this.call('grant a lease', withTimeout(inner.grant(), this.opts.requestTimeoutMs, 'etcd lease grant'))
     } catch (err) {
       handle.release()
       throw err
