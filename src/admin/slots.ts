@@ -112,7 +112,7 @@ export async function initSlots(store: TopologyStore, opts: {force?: boolean} = 
         if (meta.initialized && !opts.force) {
           const used = topo.slots.filter((s) => s.state !== 'offline').length
           throw new ConflictError(
-            `the slots of product '${store.product}' are already initialized (${used} not offline); use --force to reset all ${SLOT_COUNT} to offline`,
+            `the slots of product '${store.product}' are already initialized (${used} of them online or migrating); use --force to reset all ${SLOT_COUNT} to offline`,
           )
         }
         reset = meta.initialized
@@ -229,7 +229,7 @@ export async function setSlotRange(
   return {epoch, from, to, group, state, changed}
 }
 
-export function setSlot(
+export async function setSlot(
   store: TopologyStore,
   slotText: string | number,
   groupText: string | number,

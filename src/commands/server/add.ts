@@ -4,11 +4,11 @@ import {addServer} from '../../admin/servers.js'
 import {RstoreCommand} from '../../cli/base-command.js'
 
 export default class ServerAdd extends RstoreCommand<typeof ServerAdd> {
-  static override description = [
-    'Add a Redis server to a group (the group is created if missing). The server must answer PING.',
-    'A group has at most one master. A slave is told REPLICAOF <master> (its data is replaced by the master\'s);',
-    'a new master must not be a replica itself, and the group\'s slaves are pointed at it.',
-  ].join('\n')
+  static override summary = 'Add a Redis server to a group (created if missing); it must answer PING.'
+
+  static override description =
+    "A group has at most one master. A slave is told REPLICAOF <master> (its data is replaced by the master's). " +
+    'A new master must not itself be a replica, and the slaves already in the group are pointed at it.'
 
   static override examples = ['<%= config.bin %> server add 1 127.0.0.1:6379 master', '<%= config.bin %> server add 1 127.0.0.1:6380 slave']
 

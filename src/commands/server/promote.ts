@@ -4,11 +4,13 @@ import {promoteServer} from '../../admin/servers.js'
 import {RstoreCommand} from '../../cli/base-command.js'
 
 export default class ServerPromote extends RstoreCommand<typeof ServerPromote> {
-  static override description = [
-    'Make a slave of the group its master, for real: writes are paused on the old master until the slave has caught up,',
-    'then REPLICAOF NO ONE on the slave, the group record is switched in one transaction (new epoch), and the old master',
-    'and the other slaves replicate from the new master. An old master that does not answer is skipped (failover).',
-  ].join('\n')
+  static override summary = 'Make a slave of the group its master, in Redis and in the topology.'
+
+  static override description =
+    'Writes are paused on the old master (CLIENT PAUSE WRITE) until the slave has caught up, then REPLICAOF NO ONE runs on ' +
+    'the slave, the group record is switched in one transaction (new epoch), and the old master and the other slaves ' +
+    'replicate from the new master. Writes that waited in the pause fail with READONLY instead of being lost. ' +
+    'An old master that does not answer is skipped (failover).'
 
   static override examples = ['<%= config.bin %> server promote 1 127.0.0.1:6380']
 

@@ -4,6 +4,8 @@ import {removeServer} from '../../admin/servers.js'
 import {RstoreCommand} from '../../cli/base-command.js'
 
 export default class ServerRemove extends RstoreCommand<typeof ServerRemove> {
+  static override summary = 'Remove a server from its group.'
+
   static override description =
     'Remove a server from its group (the record only: the server itself is not touched). The master of a group that serves slots cannot be removed: promote another server first.'
 

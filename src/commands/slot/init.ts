@@ -4,6 +4,8 @@ import {initSlots} from '../../admin/slots.js'
 import {RstoreCommand} from '../../cli/base-command.js'
 
 export default class SlotInit extends RstoreCommand<typeof SlotInit> {
+  static override summary = 'Create the 1024 slots, all offline.'
+
   static override description =
     'Create the 1024 slots, all offline. Refuses to wipe an existing slot table unless --force, and while a migration job runs.'
 

@@ -4,6 +4,8 @@ import {setSlotRange} from '../../admin/slots.js'
 import {RstoreCommand} from '../../cli/base-command.js'
 
 export default class SlotRangeSet extends RstoreCommand<typeof SlotRangeSet> {
+  static override summary = 'Assign slots <from>..<to> to a group, online or offline.'
+
   static override description =
     'Assign the slots <from>..<to> (inclusive) to a group, online or offline, in one change. For empty or offline slots: moving online slots with their keys is `rstore migrate`.'
 

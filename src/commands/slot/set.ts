@@ -4,6 +4,8 @@ import {setSlot} from '../../admin/slots.js'
 import {RstoreCommand} from '../../cli/base-command.js'
 
 export default class SlotSet extends RstoreCommand<typeof SlotSet> {
+  static override summary = 'Assign one slot to a group, online or offline.'
+
   static override description =
     'Assign one slot to a group, online or offline. For empty or offline slots: moving an online slot with its keys is `rstore migrate`.'
 
