@@ -15,6 +15,7 @@ import {
   type RulesConfig,
   type Shard,
 } from '../topology/rules.js'
+import {parseCutover, validateCutovers, type Cutover} from '../topology/cutover.js'
 
 /**
  * The rstore routing config objects in the coordinator: `/rstore/<product>/{dbunits,dbgroups,shards,rules}/<name>`
@@ -43,6 +44,8 @@ export interface LoadedRulesConfig {
   epoch: number
   /** modRevision of the epoch key when read (every config change bumps it). */
   epochRevision: number
+  /** Cutover records (`cutovers/<name>`), active or not. */
+  cutovers: Cutover[]
 }
 
 /** Reads the configuration as one snapshot (one list() of the product prefix). Not validated. */
@@ -55,8 +58,20 @@ export function parseRulesConfig(store: TopologyStore, kvs: KeyValue[]): LoadedR
   const config: RulesConfig = {dbunits: [], dbgroups: [], shards: [], rules: []}
   let epoch = 0
   let epochRevision = 0
+  const cutovers: Cutover[] = []
   const epochKey = store.key('epoch')
+  const cutoverPrefix = store.key('cutovers', '')
   for (const kv of kvs) {
+    if (kv.key.startsWith(cutoverPrefix)) {
+      let v: unknown
+      try {
+        v = JSON.parse(kv.value)
+      } catch {
+        throw new RstoreError('ECORRUPT', `stored ${kv.key} is not JSON: ${kv.value.slice(0, 80)}`)
+      }
+      cutovers.push(parseCutover(v, kv.key))
+      continue
+    }
     if (kv.key === epochKey) {
       epoch = Number(JSON.parse(kv.value))
       epochRevision = kv.modRevision
@@ -74,7 +89,7 @@ export function parseRulesConfig(store: TopologyStore, kvs: KeyValue[]): LoadedR
       ;(config[DIRS[kind]] as unknown[]).push(v)
     }
   }
-  return {config, epoch, epochRevision}
+  return {config, epoch, epochRevision, cutovers}
 }
 
 /** The stored configuration, validated (a stored config that fails validation is reported, not served). */
@@ -107,13 +122,13 @@ async function change(
   next: (cfg: RulesConfig, current: ConfigObject | undefined) => ConfigObject | null,
 ): Promise<ConfigChangeResult> {
   for (let attempt = 1; ; attempt++) {
-    const {config, epochRevision} = await loadRulesConfig(store)
+    const {config, epochRevision, cutovers} = await loadRulesConfig(store)
     const current = find(config, kind, name)
     const value = next(config, current)
     const list = (config[DIRS[kind]] as ConfigObject[]).filter((x) => x.name !== name)
     if (value) list.push(value)
     const nextCfg: RulesConfig = {...config, [DIRS[kind]]: list}
-    compileRules(nextCfg) // throws RuleConfigError with the first problem
+    validateCutovers(compileRules(nextCfg), cutovers) // throws RuleConfigError with the first problem
     const key = configKey(store, kind, name)
     const ops: Op[] = value ? [{type: 'put', key, value: JSON.stringify(value)}] : [{type: 'delete', key}]
     const compares: Compare[] = [{key: store.key('epoch'), modRevision: epochRevision}]

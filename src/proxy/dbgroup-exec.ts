@@ -94,8 +94,49 @@ export class DbGroupExecutor {
     return entry.store
   }
 
-  /** Runs one command (argv) on the group a key routed to. key: the key, for the cache. */
-  async execute(route: GroupRoute, write: boolean, argv: Buffer[], key?: Buffer): Promise<Reply> {
+  /**
+   * Runs one command (argv) on the group a key routed to. key: the key, for the cache; keys: every key
+   * the command writes (for a cutover's copy; default [key]).
+   */
+  async execute(route: GroupRoute, write: boolean, argv: Buffer[], key?: Buffer, keys?: Buffer[]): Promise<Reply> {
+    if (route.cutover) return this.executeCutover(route, write, argv, key, keys ?? (key ? [key] : []))
+    return this.executeOn(route, write, argv, key)
+  }
+
+  /**
+   * A key whose rule is being cut over: the primary side (old place before switch, new group after)
+   * runs the command and answers; after a write, each written key's resulting value is read from the
+   * primary and copied to the other side (or deleted there), so a non-idempotent command (INCR,
+   * HINCRBY, RPUSH, ...) can never make the sides diverge and a key not yet backfilled is copied whole.
+   */
+  private async executeCutover(route: GroupRoute, write: boolean, argv: Buffer[], key: Buffer | undefined, keys: Buffer[]): Promise<Reply> {
+    const c = route.cutover!
+    const oldSide: GroupRoute = {...route, cutover: undefined}
+    const newSide: GroupRoute = {kind: 'dbgroup', group: c.to, path: route.path, readUnit: c.toReadUnit, writeUnits: c.toWriteUnits}
+    const [primary, secondary] = c.step === 'switched' ? [newSide, oldSide] : [oldSide, newSide]
+    const reply = await this.executeOn(primary, write, argv, key)
+    if (!write || reply.type === 'error' || !keys.length) return reply
+    try {
+      const src = primary.writeUnits()[0]
+      if (!src) return reply
+      const from = await this.store(src)
+      const cache = secondary.group.cache ? await this.store(secondary.group.cache) : undefined
+      for (const k of keys) {
+        const snap = await from.readKey(k)
+        for (const u of secondary.writeUnits()) {
+          const to = await this.store(u)
+          if (snap) await to.writeKey(k, snap)
+          else await to.execute([Buffer.from('DEL'), k])
+        }
+        if (cache) await cache.execute([Buffer.from('DEL'), k])
+      }
+    } catch (err) {
+      return error(`ERR cutover ${c.name}: written to db group ${primary.group.name} but not copied to ${secondary.group.name}: ${oneLine((err as Error).message)}`)
+    }
+    return reply
+  }
+
+  private async executeOn(route: GroupRoute, write: boolean, argv: Buffer[], key?: Buffer): Promise<Reply> {
     const g = route.group
     if (!g.enable) return error(`ERR db group ${g.name} is disabled`)
     const cmd = argv[0].toString('latin1').toLowerCase()
@@ -232,7 +273,7 @@ export function dispatchByRule(exec: DbGroupExecutor, session: Session, spec: Co
       session.fill(slot, encodeError(`CROSSSLOT Keys in request don't route to the same db group`))
       return true
     }
-    run = exec.execute(routes[0], spec.write, args, keys.length === 1 ? keys[0] : undefined)
+    run = exec.execute(routes[0], spec.write, args, keys.length === 1 ? keys[0] : undefined, keys)
   }
   session.held = session.held ?? []
   run

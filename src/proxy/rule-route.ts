@@ -1,5 +1,6 @@
 import {loadRulesConfig} from '../admin/rules-config.js'
 import type {TopologyStore} from '../coord/topology-store.js'
+import {isActive, validateCutovers, type Cutover, type CutoverStep} from '../topology/cutover.js'
 import {compileRules, RouteError, type CompiledRules, type DbGroup, type RoutePath, type RulesConfig} from '../topology/rules.js'
 
 /** Where the proxy sends a key: the slot table (no rules), a db group, or nowhere (refused). */
@@ -13,8 +14,18 @@ export type RuleRoute =
       readUnit(): string | undefined
       /** The units a write goes to, by replicate mode (empty for discard). */
       writeUnits(): string[]
+      /** Set while the key's rule is being cut over to another db group (double-write). */
+      cutover?: CutoverRoute
     }
   | {kind: 'unregistered'; error: string}
+
+export interface CutoverRoute {
+  name: string
+  step: CutoverStep
+  to: DbGroup
+  toReadUnit(): string | undefined
+  toWriteUnits(): string[]
+}
 
 export const KEY_NOT_REGISTERED = 'ERR key not registered'
 
@@ -24,20 +35,27 @@ export const KEY_NOT_REGISTERED = 'ERR key not registered'
  * `-ERR key not registered`); with no rules every key goes to the slot table as before.
  */
 export class RuleRouter {
+  /** Active cutovers by rule name. */
+  private readonly cutovers = new Map<string, Cutover>()
+
   constructor(
     readonly rules: CompiledRules,
     readonly epoch = 0,
-  ) {}
-
-  /** Validates and compiles a configuration (throws RuleConfigError; keep serving the previous router then). */
-  static fromConfig(config: RulesConfig, epoch = 0): RuleRouter {
-    return new RuleRouter(compileRules(config), epoch)
+    cutovers: Cutover[] = [],
+  ) {
+    validateCutovers(rules, cutovers)
+    for (const c of cutovers) if (isActive(c)) this.cutovers.set(c.rule, c)
   }
 
-  /** Loads the product's configuration from the coordinator. */
+  /** Validates and compiles a configuration (throws RuleConfigError; keep serving the previous router then). */
+  static fromConfig(config: RulesConfig, epoch = 0, cutovers: Cutover[] = []): RuleRouter {
+    return new RuleRouter(compileRules(config), epoch, cutovers)
+  }
+
+  /** Loads the product's configuration (and cutovers) from the coordinator. */
   static async load(store: TopologyStore): Promise<RuleRouter> {
-    const {config, epoch} = await loadRulesConfig(store)
-    return RuleRouter.fromConfig(config, epoch)
+    const {config, epoch, cutovers} = await loadRulesConfig(store)
+    return RuleRouter.fromConfig(config, epoch, cutovers)
   }
 
   static empty(): RuleRouter {
@@ -60,12 +78,18 @@ export class RuleRouter {
     if (!path) return {kind: 'unregistered', error: KEY_NOT_REGISTERED}
     const group = this.rules.groups.get(path.dbgroup)!
     const rules = this.rules
-    return {
+    const res: RuleRoute = {
       kind: 'dbgroup',
       group,
       path,
       readUnit: () => rules.readUnit(group.name),
       writeUnits: () => rules.writeUnits(group.name),
     }
+    const c = this.cutovers.get(path.rule)
+    if (c && c.to !== group.name) {
+      const to = rules.groups.get(c.to)!
+      res.cutover = {name: c.name, step: c.step, to, toReadUnit: () => rules.readUnit(to.name), toWriteUnits: () => rules.writeUnits(to.name)}
+    }
+    return res
   }
 }

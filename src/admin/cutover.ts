@@ -1,0 +1,299 @@
+import {openStore, type KeyStore} from '../backends/index.js'
+import type {RstoreConfig} from '../config.js'
+import {PreconditionFailedError, type TopologyStore} from '../coord/topology-store.js'
+import type {Op} from '../coord/types.js'
+import {ConflictError, NotFoundError, ValidationError} from '../errors.js'
+import {waitForProxies} from '../migrate/barrier.js'
+import {createJob, findJobs, openCheckpoints, updateJob, type Job, type JobState} from '../migrate/checkpoints.js'
+import {compareSnapshots} from '../migrate/verify.js'
+import {isActive, validateCutovers, type Cutover, type CutoverStep} from '../topology/cutover.js'
+import {checkName, compileRules, unitStoreUrl, type CompiledRules, type DbUnit, type Rule, type RulesConfig, type Shard} from '../topology/rules.js'
+import {loadRulesConfig} from './rules-config.js'
+
+/**
+ * `rstore cutover start|status|switch|finish|abort` (DESIGN.md section 10): moves one rule's key space
+ * to one db group online. Each step is one coordinator transaction that bumps the epoch, followed by
+ * the proxy barrier (every online proxy has applied it) and a record in the checkpoint database.
+ */
+
+export interface CutoverOptions {
+  /** How long to wait for every proxy to apply a step (ms). */
+  barrierTimeoutMs?: number
+  log?: (line: string) => void
+  /** Opens a unit's store (tests); default src/backends openStore. */
+  openStore?: (unit: DbUnit) => Promise<KeyStore>
+}
+
+export interface CutoverResult {
+  cutover: Cutover
+  epoch: number
+  /** ms waited for the proxies. */
+  barrierMs: number
+  verify?: CutoverVerifyResult
+}
+
+export interface CutoverVerifyResult {
+  compared: number
+  different: number
+  first: {key: string; reason: string; detail: string}[]
+}
+
+const ATTEMPTS = 8
+
+function cutoverKey(store: TopologyStore, name: string): string {
+  return store.key('cutovers', name)
+}
+
+/** The db groups a rule's shard tree can route to. */
+export function groupsOfRule(rules: CompiledRules, rule: Rule): string[] {
+  const out = new Set<string>()
+  const seen = new Set<string>()
+  const walk = (shard: string) => {
+    if (seen.has(shard)) return
+    seen.add(shard)
+    for (const it of rules.shards.get(shard)?.shard.shardMap ?? []) {
+      if (it.refType === 'dbgroup') out.add(it.refName)
+      else walk(it.refName)
+    }
+  }
+  walk(rule.shardName)
+  return [...out]
+}
+
+/** Applies one step in one transaction with the epoch bump (retried on concurrent changes), then the barrier. */
+async function step(
+  store: TopologyStore,
+  cfg: RstoreConfig,
+  name: string,
+  opts: CutoverOptions,
+  make: (ctx: {config: RulesConfig; rules: CompiledRules; current?: Cutover; cutovers: Cutover[]}) => {cutover: Cutover; config?: RulesConfig; ops?: Op[]},
+  before?: (ctx: {rules: CompiledRules; current?: Cutover}) => Promise<void>,
+): Promise<{cutover: Cutover; epoch: number; barrierMs: number}> {
+  checkName(name, 'cutover')
+  let epoch = 0
+  let cutover: Cutover | undefined
+  for (let attempt = 1; ; attempt++) {
+    const {config, epoch: loadedEpoch, epochRevision, cutovers} = await loadRulesConfig(store)
+    const rules = compileRules(config)
+    const current = cutovers.find((c) => c.name === name)
+    if (before && attempt === 1) await before({rules, current})
+    const res = make({config, rules, current, cutovers})
+    // update() writes exactly loadedEpoch + 1 (it compares the epoch key's revision read here)
+    const h = res.cutover.history[res.cutover.history.length - 1]
+    if (h && h.epoch === 0) h.epoch = loadedEpoch + 1
+    const next = res.config ? compileRules(res.config) : rules
+    const others = cutovers.filter((c) => c.name !== name)
+    validateCutovers(next, [...others, res.cutover])
+    const ops: Op[] = [...(res.ops ?? []), {type: 'put', key: cutoverKey(store, name), value: JSON.stringify(res.cutover)}]
+    try {
+      epoch = await store.update(() => ({}), [{key: store.key('epoch'), modRevision: epochRevision}], ops)
+      cutover = res.cutover
+      break
+    } catch (err) {
+      if (!(err instanceof PreconditionFailedError)) throw err
+      if (attempt >= ATTEMPTS) throw new ConflictError(`the configuration kept changing during cutover ${name}; try again`)
+      await new Promise((r) => setTimeout(r, 10 * attempt))
+    }
+  }
+  const barrierMs = await waitForProxies(store, epoch, {
+    timeoutMs: opts.barrierTimeoutMs ?? 30_000,
+    log: opts.log,
+    resumeHint: `the step is recorded (epoch ${epoch}); the proxies apply it when they catch up — run 'rstore cutover status ${name}'`,
+  })
+  record(cfg, cutover)
+  return {cutover, epoch, barrierMs}
+}
+
+function withStep(c: Omit<Cutover, 'step' | 'history'> & {history?: Cutover['history']}, s: CutoverStep): Cutover {
+  return {name: c.name, rule: c.rule, to: c.to, fromShard: c.fromShard, step: s, history: [...(c.history ?? []), {step: s, at: Date.now(), epoch: 0}]}
+}
+
+/** Records the step in the checkpoint database (job kind 'cutover', one per cutover name and start). */
+function record(cfg: RstoreConfig, c: Cutover): void {
+  const db = openCheckpoints(cfg.checkpointDir, cfg.product)
+  try {
+    const state: JobState = c.step === 'finished' ? 'done' : c.step === 'aborted' ? 'cancelled' : 'running'
+    const job = findJobs<Cutover>(db, 'cutover', {args: {name: c.name}, states: ['running', 'paused', 'failed']})[0]
+    if (job) updateJob(db, job.id, {state, progress: c})
+    else createJob(db, 'cutover', {name: c.name}, c, state)
+  } finally {
+    db.close()
+  }
+}
+
+export async function startCutover(store: TopologyStore, cfg: RstoreConfig, name: string, rule: string, to: string, opts: CutoverOptions = {}): Promise<CutoverResult> {
+  if (!rule || !to) throw new ValidationError('cutover start needs --rule and --to')
+  return step(store, cfg, name, opts, ({rules, current, cutovers}) => {
+    if (current && isActive(current)) {
+      if (current.rule === rule && current.to === to && current.step === 'double-write') return {cutover: current}
+      throw new ConflictError(`cutover ${name} is already at step ${current.step} (rule ${current.rule} to ${current.to}); finish or abort it first`)
+    }
+    const r = rules.rules.find((x) => x.rule.name === rule)?.rule
+    if (!r) throw new NotFoundError(`rule ${rule} does not exist`)
+    if (!rules.groups.has(to)) throw new NotFoundError(`dbgroup ${to} does not exist`)
+    const from = groupsOfRule(rules, r)
+    if (from.includes(to)) throw new ConflictError(`rule ${rule} already routes to dbgroup ${to} (its groups: ${from.join(', ')}); cut over to a group it does not use`)
+    const other = cutovers.find((c) => c.rule === rule && isActive(c))
+    if (other) throw new ConflictError(`rule ${rule} is already being cut over by ${other.name}`)
+    return {cutover: withStep({name, rule, to, fromShard: r.shardName}, 'double-write')}
+  })
+}
+
+export async function switchCutover(store: TopologyStore, cfg: RstoreConfig, name: string, opts: CutoverOptions & {force?: boolean} = {}): Promise<CutoverResult> {
+  let verify: CutoverVerifyResult | undefined
+  const res = await step(
+    store,
+    cfg,
+    name,
+    opts,
+    ({current}) => {
+      const c = requireStep(name, current, ['double-write', 'switched'])
+      if (c.step === 'switched') return {cutover: c}
+      return {cutover: withStep(c, 'switched')}
+    },
+    async ({rules, current}) => {
+      const c = requireStep(name, current, ['double-write', 'switched'])
+      if (c.step === 'switched' || opts.force) return
+      verify = await verifyCutover(rules, c, opts)
+      if (verify.different > 0) {
+        const f = verify.first[0]!
+        throw new ConflictError(
+          `cutover ${name}: verify found ${verify.different} difference(s) between the old place and ${c.to} (first: ${f.key}: ${f.detail}); ` +
+            `run 'rstore backfill' (or verify --repair) and switch again, or switch --force`,
+        )
+      }
+    },
+  )
+  return {...res, verify}
+}
+
+export async function finishCutover(store: TopologyStore, cfg: RstoreConfig, name: string, opts: CutoverOptions = {}): Promise<CutoverResult> {
+  return step(store, cfg, name, opts, ({config, current}) => {
+    const c = requireStep(name, current, ['switched'])
+    const shardName = `cutover.${name}`
+    const shard: Shard = {name: shardName, shardType: 'hash', shardMap: [{refType: 'dbgroup', refName: c.to, shardStr: ''}], mark: `created by cutover ${name}`}
+    const rule = config.rules.find((r) => r.name === c.rule)
+    if (!rule) throw new NotFoundError(`rule ${c.rule} does not exist`)
+    const existing = config.shards.find((s) => s.name === shardName)
+    if (existing && JSON.stringify(existing.shardMap) !== JSON.stringify(shard.shardMap)) throw new ConflictError(`shard ${shardName} exists with other items; remove it first`)
+    const nextRule: Rule = {...rule, shardName}
+    const next: RulesConfig = {
+      ...config,
+      shards: existing ? config.shards : [...config.shards, shard],
+      rules: config.rules.map((r) => (r.name === c.rule ? nextRule : r)),
+    }
+    return {
+      cutover: withStep(c, 'finished'),
+      config: next,
+      ops: [
+        ...(existing ? [] : [{type: 'put' as const, key: store.key('shards', shardName), value: JSON.stringify(shard)}]),
+        {type: 'put', key: store.key('rules', c.rule), value: JSON.stringify(nextRule)},
+      ],
+    }
+  })
+}
+
+export async function abortCutover(store: TopologyStore, cfg: RstoreConfig, name: string, opts: CutoverOptions = {}): Promise<CutoverResult> {
+  return step(store, cfg, name, opts, ({current}) => ({cutover: withStep(requireStep(name, current, ['double-write', 'switched']), 'aborted')}))
+}
+
+export async function cutoverStatus(store: TopologyStore, cfg: RstoreConfig, name: string): Promise<{cutover: Cutover; epoch: number; proxiesBehind: string[]; job?: Job<Cutover>}> {
+  checkName(name, 'cutover')
+  const {cutovers, epoch} = await loadRulesConfig(store)
+  const c = cutovers.find((x) => x.name === name)
+  if (!c) throw new NotFoundError(`cutover ${name} does not exist`)
+  const last = c.history[c.history.length - 1]?.epoch ?? epoch
+  const proxiesBehind = (await store.proxies()).filter((p) => !(p.appliedEpoch >= last)).map((p) => p.id)
+  let job: Job<Cutover> | undefined
+  try {
+    const db = openCheckpoints(cfg.checkpointDir, cfg.product)
+    try {
+      job = findJobs<Cutover>(db, 'cutover', {args: {name}}).sort((a, b) => b.updatedAt - a.updatedAt)[0]
+    } finally {
+      db.close()
+    }
+  } catch {
+    // no checkpoint database: the coordinator record is enough
+  }
+  return {cutover: c, epoch, proxiesBehind, job}
+}
+
+function requireStep(name: string, c: Cutover | undefined, allowed: CutoverStep[]): Cutover {
+  if (!c) throw new NotFoundError(`cutover ${name} does not exist (start it with 'rstore cutover start ${name} --rule R --to DBGROUP')`)
+  if (!allowed.includes(c.step)) throw new ConflictError(`cutover ${name} is at step ${c.step}; this needs ${allowed.join(' or ')}`)
+  return c
+}
+
+/**
+ * Compares the rule's keys on the old place (each old group's first master) with the new group's first
+ * master, both ways (a key on one side only is a difference). TTLs within 2 s.
+ */
+export async function verifyCutover(rules: CompiledRules, c: Cutover, opts: CutoverOptions = {}): Promise<CutoverVerifyResult> {
+  const opener = opts.openStore ?? ((u: DbUnit) => openStore(unitStoreUrl(u)))
+  const rule = rules.rules.find((r) => r.rule.name === c.rule)?.rule
+  if (!rule) throw new NotFoundError(`rule ${c.rule} does not exist`)
+  const master = (g: string) => {
+    const u = rules.writeUnits(g)[0]
+    if (!u) throw new ConflictError(`dbgroup ${g} has no enabled master to verify against`)
+    return rules.units.get(u)!
+  }
+  const opened: KeyStore[] = []
+  const open = async (u: DbUnit) => {
+    const s = await opener(u)
+    opened.push(s)
+    return s
+  }
+  const res: CutoverVerifyResult = {compared: 0, different: 0, first: []}
+  const diff = (key: Buffer, reason: string, detail: string) => {
+    res.different++
+    if (res.first.length < 10) res.first.push({key: key.toString('latin1'), reason, detail})
+  }
+  try {
+    const target = await open(master(c.to))
+    const oldStores = new Map<string, KeyStore>()
+    for (const g of groupsOfRule(rules, rule)) oldStores.set(g, await open(master(g)))
+    const ownGroup = (key: Buffer): string | undefined => {
+      try {
+        const p = rules.route(key)
+        return p && p.rule === c.rule ? p.dbgroup : undefined
+      } catch {
+        return undefined
+      }
+    }
+    // old -> new
+    for (const [g, src] of oldStores) {
+      let cursor = '0'
+      do {
+        const page = await src.scan(cursor, undefined, 1000)
+        cursor = page.cursor
+        const keys = page.keys.filter((k) => ownGroup(k) === g)
+        if (!keys.length) continue
+        const [a, b] = await Promise.all([src.readKeys(keys), target.readKeys(keys)])
+        keys.forEach((k, i) => {
+          if (!a[i]) return // expired or deleted meanwhile
+          res.compared++
+          const d = compareSnapshots(a[i]!, b[i]!, 2000)
+          if (d) diff(k, d.reason, d.detail)
+        })
+      } while (cursor !== '0')
+    }
+    // new -> old: keys only on the new side
+    let cursor = '0'
+    do {
+      const page = await target.scan(cursor, undefined, 1000)
+      cursor = page.cursor
+      for (const k of page.keys) {
+        const g = ownGroup(k)
+        if (!g) continue
+        const src = oldStores.get(g)
+        if (src && !(await src.readKey(k)) && (await target.readKey(k))) {
+          res.compared++
+          diff(k, 'extra', `on ${c.to} but not on ${g}`)
+        }
+      }
+    } while (cursor !== '0')
+  } finally {
+    await Promise.all(opened.map((s) => s.close().catch(() => {})))
+  }
+  return res
+}

@@ -1,0 +1,3 @@
+import {makeCutoverCommand} from '../../cli/cutover-commands.js'
+
+export default makeCutoverCommand('start')

@@ -1,0 +1,3 @@
+import {CutoverStatusCommand} from '../../cli/cutover-commands.js'
+
+export default CutoverStatusCommand
