@@ -493,135 +493,135 @@ function contract(name: string, makeTarget: () => Promise<Target>): void {
 
 // ---- the two implementations (run side by side to keep the file fast; each suite is sequential) ----
 
-describe('coordinator contract', {concurrency: 2}, () => {
-contract('embedded', async () => {
-  const dir = tempDir('coord')
-  // A folder that does not exist yet: open() creates it.
-  const file = join(dir, 'nested', 'meta.db')
-  return {
-    kind: 'embedded',
-    addr: file,
-    open: () => EmbeddedCoordinator.open(file, {pollIntervalMs: 20}),
-    compact: (c, rev) => (c as EmbeddedCoordinator).compact(rev),
-    async expireLeaseBehindHoldersBack(id) {
-      const db = new Database(file, {timeout: 10000})
-      db.prepare('UPDATE leases SET expires_at_ms = 0 WHERE id = ?').run(Number(id))
-      db.close()
-    },
-    async stop() {
-      removeDir(dir)
-    },
-  }
-})
+describe('coordinator contract', {concurrency: 3}, () => {
+  contract('embedded', async () => {
+    const dir = tempDir('coord')
+    // A folder that does not exist yet: open() creates it.
+    const file = join(dir, 'nested', 'meta.db')
+    return {
+      kind: 'embedded',
+      addr: file,
+      open: () => EmbeddedCoordinator.open(file, {pollIntervalMs: 20}),
+      compact: (c, rev) => (c as EmbeddedCoordinator).compact(rev),
+      async expireLeaseBehindHoldersBack(id) {
+        const db = new Database(file, {timeout: 10000})
+        db.prepare('UPDATE leases SET expires_at_ms = 0 WHERE id = ?').run(Number(id))
+        db.close()
+      },
+      async stop() {
+        removeDir(dir)
+      },
+    }
+  })
 
-contract('etcd', async () => {
-  const srv: EtcdServer = await startEtcd()
-  const raw = new etcd3.Etcd3({hosts: srv.endpoint})
-  return {
-    kind: 'etcd',
-    addr: srv.endpoint,
-    open: () => EtcdCoordinator.connect([srv.endpoint]),
-    compact: (c, rev) => (c as EtcdCoordinator).compact(rev),
-    async expireLeaseBehindHoldersBack(id) {
-      await raw.leaseClient.leaseRevoke({ID: id})
-    },
-    async stop() {
-      raw.close()
-      await srv.stop()
-    },
-  }
-})
-})
+  contract('etcd', async () => {
+    const srv: EtcdServer = await startEtcd()
+    const raw = new etcd3.Etcd3({hosts: srv.endpoint})
+    return {
+      kind: 'etcd',
+      addr: srv.endpoint,
+      open: () => EtcdCoordinator.connect([srv.endpoint]),
+      compact: (c, rev) => (c as EtcdCoordinator).compact(rev),
+      async expireLeaseBehindHoldersBack(id) {
+        await raw.leaseClient.leaseRevoke({ID: id})
+      },
+      async stop() {
+        raw.close()
+        await srv.stop()
+      },
+    }
+  })
 
-describe('coordinator specifics', () => {
-  test('etcd: connect fails fast with UnreachableError naming the endpoint', async () => {
-    // Nothing listening.
-    const port = await freePort()
-    const refused = `http://127.0.0.1:${port}`
-    let started = Date.now()
-    await assert.rejects(EtcdCoordinator.connect([refused]), (err: Error) => {
-      assert.ok(err instanceof UnreachableError, String(err))
-      assert.match(err.message, new RegExp(`127\\.0\\.0\\.1:${port}`))
-      return true
+  describe('coordinator specifics', {concurrency: 1}, () => {
+    test('etcd: connect fails fast with UnreachableError naming the endpoint', async () => {
+      // Nothing listening.
+      const port = await freePort()
+      const refused = `http://127.0.0.1:${port}`
+      let started = Date.now()
+      await assert.rejects(EtcdCoordinator.connect([refused]), (err: Error) => {
+        assert.ok(err instanceof UnreachableError, String(err))
+        assert.match(err.message, new RegExp(`127\\.0\\.0\\.1:${port}`))
+        return true
+      })
+      assert.ok(Date.now() - started < 4000, `took ${Date.now() - started} ms`)
+
+      // Something listening that never answers.
+      const sockets: Socket[] = []
+      const silent: Server = createServer((s) => sockets.push(s))
+      await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r))
+      const silentAddr = `http://127.0.0.1:${(silent.address() as {port: number}).port}`
+      started = Date.now()
+      await assert.rejects(EtcdCoordinator.connect([silentAddr]), (err: Error) => {
+        assert.ok(err instanceof UnreachableError, String(err))
+        assert.ok(err.message.includes(silentAddr.replace('http://', '')), err.message)
+        return true
+      })
+      const took = Date.now() - started
+      assert.ok(took >= 2500 && took < 4500, `took ${took} ms`)
+      for (const s of sockets) s.destroy()
+      await new Promise((r) => silent.close(r))
     })
-    assert.ok(Date.now() - started < 4000, `took ${Date.now() - started} ms`)
 
-    // Something listening that never answers.
-    const sockets: Socket[] = []
-    const silent: Server = createServer((s) => sockets.push(s))
-    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r))
-    const silentAddr = `http://127.0.0.1:${(silent.address() as {port: number}).port}`
-    started = Date.now()
-    await assert.rejects(EtcdCoordinator.connect([silentAddr]), (err: Error) => {
-      assert.ok(err instanceof UnreachableError, String(err))
-      assert.ok(err.message.includes(silentAddr.replace('http://', '')), err.message)
-      return true
+    test('etcd: when etcd dies, operations fail with UnreachableError and a lease is lost within its TTL', async () => {
+      const srv = await startEtcd()
+      let c: EtcdCoordinator | undefined
+      try {
+        c = await EtcdCoordinator.connect([srv.endpoint], {requestTimeoutMs: 2000})
+        const lease = await c.grantLease(1)
+        const lost = new Promise<number>((resolve) => lease.onLost(() => resolve(Date.now())))
+        const watchErrors: Error[] = []
+        await c.watch('/x/', await c.revision(), () => {}, (err) => watchErrors.push(err))
+        await c.txn([], [{type: 'put', key: '/x/a', value: '1', lease: lease.id}])
+        await sleep(300)
+        await srv.proc.stop('SIGKILL')
+        const killedAt = Date.now()
+        await assert.rejects(c.get('/x/a'), UnreachableError)
+        // The holder must behave as if the lease were gone once etcd may have expired it: at most a TTL
+        // after the last confirmed keep-alive (which was before the kill).
+        const lostAt = await Promise.race([lost, sleep(3000).then(() => assert.fail('onLost did not fire within 3 s'))])
+        assert.ok(lostAt - killedAt <= 1500, `lost ${lostAt - killedAt} ms after the kill`)
+        assert.deepEqual(watchErrors, [], 'a disconnected watch waits to reconnect: no error')
+      } finally {
+        await c?.close()
+        await srv.stop()
+      }
     })
-    const took = Date.now() - started
-    assert.ok(took >= 2500 && took < 4500, `took ${took} ms`)
-    for (const s of sockets) s.destroy()
-    await new Promise((r) => silent.close(r))
-  })
 
-  test('etcd: when etcd dies, operations fail with UnreachableError and a lease is lost within its TTL', async () => {
-    const srv = await startEtcd()
-    let c: EtcdCoordinator | undefined
-    try {
-      c = await EtcdCoordinator.connect([srv.endpoint], {requestTimeoutMs: 2000})
-      const lease = await c.grantLease(1)
-      const lost = new Promise<number>((resolve) => lease.onLost(() => resolve(Date.now())))
-      const watchErrors: Error[] = []
-      await c.watch('/x/', await c.revision(), () => {}, (err) => watchErrors.push(err))
-      await c.txn([], [{type: 'put', key: '/x/a', value: '1', lease: lease.id}])
-      await sleep(300)
-      await srv.proc.stop('SIGKILL')
-      const killedAt = Date.now()
-      await assert.rejects(c.get('/x/a'), UnreachableError)
-      // The holder must behave as if the lease were gone once etcd may have expired it: at most a TTL
-      // after the last confirmed keep-alive (which was before the kill).
-      const lostAt = await Promise.race([lost, sleep(3000).then(() => assert.fail('onLost did not fire within 3 s'))])
-      assert.ok(lostAt - killedAt <= 1500, `lost ${lostAt - killedAt} ms after the kill`)
-      assert.deepEqual(watchErrors, [], 'a disconnected watch waits to reconnect: no error')
-    } finally {
-      await c?.close()
-      await srv.stop()
-    }
-  })
+    test('embedded: several processes may open one new file at once', async () => {
+      const dir = tempDir('coord-open')
+      try {
+        const file = join(dir, 'a', 'b', 'meta.db')
+        const kids = Array.from({length: 4}, (_, i) => child(['cas', 'embedded', file, `p${i}`]))
+        await Promise.all(kids.map((x) => x.line(/^ready$/)))
+        for (const x of kids) x.proc.stdin!.end('go /race/open\n')
+        const results = await Promise.all(kids.map(async (x) => JSON.parse(await x.line(/^\{/)) as {succeeded: boolean}))
+        assert.equal(results.filter((r) => r.succeeded).length, 1)
+        await Promise.all(kids.map((x) => x.exited(5000)))
+      } finally {
+        removeDir(dir)
+      }
+    })
 
-  test('embedded: several processes may open one new file at once', async () => {
-    const dir = tempDir('coord-open')
-    try {
-      const file = join(dir, 'a', 'b', 'meta.db')
-      const kids = Array.from({length: 4}, (_, i) => child(['cas', 'embedded', file, `p${i}`]))
-      await Promise.all(kids.map((x) => x.line(/^ready$/)))
-      for (const x of kids) x.proc.stdin!.end('go /race/open\n')
-      const results = await Promise.all(kids.map(async (x) => JSON.parse(await x.line(/^\{/)) as {succeeded: boolean}))
-      assert.equal(results.filter((r) => r.succeeded).length, 1)
-      await Promise.all(kids.map((x) => x.exited(5000)))
-    } finally {
-      removeDir(dir)
-    }
-  })
-
-  test('embedded: the change log is trimmed, and a watch behind the trim fails', async () => {
-    const dir = tempDir('coord-trim')
-    try {
-      const c = await EmbeddedCoordinator.open(join(dir, 'meta.db'), {changelogKeepRows: 10, changelogKeepMs: 0, trimEveryRevisions: 5})
-      const start = await c.revision()
-      for (let i = 0; i < 30; i++) await c.txn([], [{type: 'put', key: `/trim/${i}`, value: String(i)}])
-      const errs: Error[] = []
-      await c.watch('/trim/', start, () => {}, (err) => errs.push(err))
-      await waitFor('compaction error', () => errs.length === 1, 3000, 10)
-      assert.ok(errs[0] instanceof CompactedError)
-      // The newest rows are kept: a recent watch replays them.
-      const evs: WatchEvent[] = []
-      const w = await c.watch('/trim/', (await c.revision()) - 3, (ev) => evs.push(ev), (err) => errs.push(err))
-      await waitFor('recent events', () => evs.length === 3, 3000, 10)
-      assert.deepEqual(evs.map((e) => e.value), ['27', '28', '29'])
-      await w.close()
-      await c.close()
-    } finally {
-      removeDir(dir)
-    }
+    test('embedded: the change log is trimmed, and a watch behind the trim fails', async () => {
+      const dir = tempDir('coord-trim')
+      try {
+        const c = await EmbeddedCoordinator.open(join(dir, 'meta.db'), {changelogKeepRows: 10, changelogKeepMs: 0, trimEveryRevisions: 5})
+        const start = await c.revision()
+        for (let i = 0; i < 30; i++) await c.txn([], [{type: 'put', key: `/trim/${i}`, value: String(i)}])
+        const errs: Error[] = []
+        await c.watch('/trim/', start, () => {}, (err) => errs.push(err))
+        await waitFor('compaction error', () => errs.length === 1, 3000, 10)
+        assert.ok(errs[0] instanceof CompactedError)
+        // The newest rows are kept: a recent watch replays them.
+        const evs: WatchEvent[] = []
+        const w = await c.watch('/trim/', (await c.revision()) - 3, (ev) => evs.push(ev), (err) => errs.push(err))
+        await waitFor('recent events', () => evs.length === 3, 3000, 10)
+        assert.deepEqual(evs.map((e) => e.value), ['27', '28', '29'])
+        await w.close()
+        await c.close()
+      } finally {
+        removeDir(dir)
+      }
+    })
   })
 })

@@ -203,6 +203,7 @@ export class EtcdCoordinator implements Coordinator {
     try {
       await this.call('start a watch', handle.ready(this.opts.requestTimeoutMs))
     } catch (err) {
+      handle.silence() // the caller gets the rejection: no onError on top
       await handle.close()
       throw err
     }
@@ -262,6 +263,7 @@ export class EtcdCoordinator implements Coordinator {
 class EtcdWatchHandle implements Watcher {
   private closed = false
   private canceledByServer = false
+  private silenced = false
   /** Every revision <= delivered has been handed over completely. */
   private delivered: number
 
@@ -318,15 +320,24 @@ class EtcdWatchHandle implements Watcher {
     void this.close()
     // etcd does not always say why; a compacted start revision is the usual reason: ask.
     this.coord.isCompacted(this.delivered + 1).then(
-      (compacted) => reportWatchError(compacted ? new CompactedError(this.delivered + 1, -1) : err, this.onError),
-      () => reportWatchError(err, this.onError),
+      (compacted) => this.report(compacted ? new CompactedError(this.delivered + 1, -1) : err),
+      () => this.report(err),
     )
+  }
+
+  /** @internal */
+  silence(): void {
+    this.silenced = true
+  }
+
+  private report(err: Error): void {
+    if (!this.silenced) reportWatchError(err, this.onError)
   }
 
   private fail(err: Error): void {
     if (this.closed) return
     void this.close()
-    reportWatchError(err, this.onError)
+    this.report(err)
   }
 
   async close(): Promise<void> {
