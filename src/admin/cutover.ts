@@ -244,10 +244,8 @@ export async function verifyCutover(rules: CompiledRules, c: Cutover, opts: Cuto
     return s
   }
   const res: CutoverVerifyResult = {compared: 0, different: 0, first: []}
-  const diff = (key: Buffer, reason: string, detail: string) => {
-    res.different++
-    if (res.first.length < 10) res.first.push({key: key.toString('latin1'), reason, detail})
-  }
+  /** Candidate differences: key -> the old group it belongs to. Re-checked in later rounds. */
+  let suspects = new Map<string, {key: Buffer; group: string}>()
   try {
     const target = await open(master(c.to))
     const oldStores = new Map<string, KeyStore>()
@@ -260,38 +258,63 @@ export async function verifyCutover(rules: CompiledRules, c: Cutover, opts: Cuto
         return undefined
       }
     }
-    // old -> new
-    for (const [g, src] of oldStores) {
+    const check = async (keys: Buffer[], g: string): Promise<{key: Buffer; reason: string; detail: string}[]> => {
+      const src = oldStores.get(g)!
+      const [a, b] = await Promise.all([src.readKeys(keys), target.readKeys(keys)])
+      const out: {key: Buffer; reason: string; detail: string}[] = []
+      keys.forEach((k, i) => {
+        if (!a[i]) {
+          if (b[i]) out.push({key: k, reason: 'extra', detail: `on ${c.to} but not on ${g}`})
+          return
+        }
+        const d = compareSnapshots(a[i]!, b[i]!, 2000)
+        if (d) out.push({key: k, ...d})
+      })
+      return out
+    }
+    const scanAll = async (s: KeyStore, each: (keys: Buffer[]) => Promise<void>) => {
       let cursor = '0'
       do {
-        const page = await src.scan(cursor, undefined, 1000)
+        const page = await s.scan(cursor, undefined, 1000)
         cursor = page.cursor
-        const keys = page.keys.filter((k) => ownGroup(k) === g)
-        if (!keys.length) continue
-        const [a, b] = await Promise.all([src.readKeys(keys), target.readKeys(keys)])
-        keys.forEach((k, i) => {
-          if (!a[i]) return // expired or deleted meanwhile
-          res.compared++
-          const d = compareSnapshots(a[i]!, b[i]!, 2000)
-          if (d) diff(k, d.reason, d.detail)
-        })
+        if (page.keys.length) await each(page.keys)
       } while (cursor !== '0')
     }
-    // new -> old: keys only on the new side
-    let cursor = '0'
-    do {
-      const page = await target.scan(cursor, undefined, 1000)
-      cursor = page.cursor
-      for (const k of page.keys) {
+    // round 1: old -> new, then keys only on the new side
+    for (const [g, src] of oldStores) {
+      await scanAll(src, async (page) => {
+        const keys = page.filter((k) => ownGroup(k) === g)
+        if (!keys.length) return
+        res.compared += keys.length
+        for (const d of await check(keys, g)) suspects.set(d.key.toString('latin1'), {key: d.key, group: g})
+      })
+    }
+    await scanAll(target, async (page) => {
+      for (const k of page) {
         const g = ownGroup(k)
-        if (!g) continue
-        const src = oldStores.get(g)
-        if (src && !(await src.readKey(k)) && (await target.readKey(k))) {
+        if (!g || !oldStores.has(g) || suspects.has(k.toString('latin1'))) continue
+        if (!(await oldStores.get(g)!.readKey(k))) {
           res.compared++
-          diff(k, 'extra', `on ${c.to} but not on ${g}`)
+          suspects.set(k.toString('latin1'), {key: k, group: g})
         }
       }
-    } while (cursor !== '0')
+    })
+    // later rounds re-read only the suspects: a key merely in flight (written, not yet copied) converges
+    let last: {key: Buffer; reason: string; detail: string}[] = []
+    for (let round = 0; round < 3 && suspects.size; round++) {
+      if (round) await new Promise((r) => setTimeout(r, 200))
+      last = []
+      const next = new Map<string, {key: Buffer; group: string}>()
+      for (const {key, group} of suspects.values()) {
+        for (const d of await check([key], group)) {
+          last.push(d)
+          next.set(key.toString('latin1'), {key, group})
+        }
+      }
+      suspects = next
+    }
+    res.different = last.length
+    res.first = last.slice(0, 10).map((d) => ({key: d.key.toString('latin1'), reason: d.reason, detail: d.detail}))
   } finally {
     await Promise.all(opened.map((s) => s.close().catch(() => {})))
   }
