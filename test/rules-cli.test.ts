@@ -230,6 +230,9 @@ describe('rules commands through the binary', () => {
     await ok(['dbunit', 'update', 'r1', '--no-enable'])
     assert.equal(JSON.parse(await ok(['dbunit', 'show', 'r1', '--json'])).item.enable, false)
     await fails(['dbunit', 'update', 'r1'], /nothing to update/)
+    await fails(['cutover', 'start', 'ca', '--rule', 'a', '--to', 'gm'], /^Error: rule a already routes to dbgroup gm/)
+    await fails(['cutover', 'status', 'ca'], /^Error: cutover ca does not exist$/)
+    await fails(['cutover', 'switch', 'ca'], /^Error: cutover ca does not exist \(start it with/)
     await ok(['rule', 'remove', 'a'])
     // with no rules left: the slot route
     const slot = JSON.parse(await ok(['route', 'a:42:zz', '--json']))
