@@ -33,12 +33,19 @@ function lower(b: Buffer): string {
   return b.toString('latin1').toLowerCase()
 }
 
-function unknownCommand(args: Buffer[]): string {
-  const rest = args
-    .slice(1, 21)
-    .map((a) => `'${a.toString('latin1').slice(0, 128)}' `)
-    .join('')
-  return `ERR unknown command '${args[0]!.toString('latin1').slice(0, 128)}', with args beginning with: ${rest}`
+/**
+ * Redis's own text, byte for byte: arguments are quoted until 128 bytes in all, each read as a C
+ * string (cut at NUL), and every CR or LF becomes a space.
+ */
+function unknownCommand(args: Buffer[]): Buffer {
+  const cstr = (b: Buffer) => {
+    const nul = b.indexOf(0)
+    return (nul >= 0 ? b.subarray(0, nul) : b).toString('latin1')
+  }
+  let rest = ''
+  for (let i = 1; i < args.length && rest.length < 128; i++) rest += `'${cstr(args[i]!).slice(0, 128 - rest.length)}' `
+  const text = `-ERR unknown command '${cstr(args[0]!).slice(0, 128)}', with args beginning with: ${rest}`
+  return Buffer.from(`${text.replace(/[\r\n]/g, ' ')}\r\n`, 'latin1')
 }
 
 /** Routes one request of a session. Every path fills exactly one reply slot. */
@@ -47,20 +54,21 @@ export function dispatch(ctx: DispatchContext, session: Session, req: Request): 
   const name = lower(args[0]!)
   const spec = lookupCommand(name)
   if (!spec) {
-    session.pushReady(encodeError(unknownCommand(args)), 'unknown')
+    session.pushReady(unknownCommand(args), 'unknown')
     return
   }
   const slot = session.reserve(name)
+  // Redis's order: unknown command, then arity, then authentication.
+  if (!arityOk(spec, args.length)) {
+    session.fill(slot, encodeError(`ERR wrong number of arguments for '${name}' command`))
+    return
+  }
   if (!session.authed && name !== 'auth' && name !== 'hello' && name !== 'quit') {
     session.fill(slot, encodeError('NOAUTH Authentication required.'))
     return
   }
   if (spec.kind === 'unsupported') {
     session.fill(slot, encodeError(`ERR unsupported command '${name}' in rstore proxy: ${spec.why}`))
-    return
-  }
-  if (!arityOk(spec, args.length)) {
-    session.fill(slot, encodeError(`ERR wrong number of arguments for '${name}' command`))
     return
   }
   if (spec.kind === 'local') {
@@ -74,7 +82,11 @@ export function dispatch(ctx: DispatchContext, session: Session, req: Request): 
   if (spec.kind === 'single') {
     const key = args[spec.firstKey]
     if (!key) {
-      session.fill(slot, encodeError(`ERR wrong number of arguments for '${name}' command`))
+      // OBJECT / XINFO / MEMORY with a subcommand and no key (HELP, a wrong subcommand or arity).
+      const sub = args[1] ? lower(args[1]) : ''
+      if (name === 'memory' && sub !== 'help' && sub !== 'usage') {
+        session.fill(slot, encodeError(`ERR unsupported command 'memory ${sub}' in rstore proxy: it reports on one server`))
+      } else answerAnywhere(ctx, session, req, slot, `ERR wrong number of arguments for '${name}' command`)
       return
     }
     dispatchSingle(ctx, session, spec, key, req, slot)
@@ -88,6 +100,16 @@ export function dispatch(ctx: DispatchContext, session: Session, req: Request): 
 function slotError(n: number, route: SlotRoute): string {
   if (route.state === 'offline') return `ERR slot ${n} is not online`
   return `ERR slot ${n} has no master in group ${route.group}`
+}
+
+/**
+ * For a request that no key routes and that every server refuses or answers alike (a bad numkeys, a
+ * subcommand's HELP or arity error): one master answers, so the text is Redis's own.
+ */
+function answerAnywhere(ctx: DispatchContext, session: Session, req: Request, slot: ReplySlot, fallback: string): void {
+  const master = ctx.table.masters[0]
+  if (master) forward(ctx.pool.get(master, session.id), session, req.raw ?? encodeCommand(req.args), slot)
+  else session.fill(slot, encodeError(fallback))
 }
 
 /** Writes the request to conn; fills the reply slot with the reply or an error. */
@@ -205,11 +227,14 @@ function migratingMoves(routes: SlotRoute[], keys: Buffer[]): MoveSet[] {
 function dispatchMulti(ctx: DispatchContext, session: Session, spec: CommandSpec, req: Request, slot: ReplySlot): void {
   const indexes = keyIndexes(spec, req.args)
   if (typeof indexes === 'string') {
-    session.fill(slot, encodeError(indexes))
+    answerAnywhere(ctx, session, req, slot, indexes)
     return
   }
   if (indexes.length === 0) {
-    session.fill(slot, encodeError(`ERR rstore routes '${spec.name}' by its keys: give at least one key`))
+    const message = `ERR rstore routes '${spec.name}' by its keys: give at least one key`
+    // numkeys 0: EVAL would run keyless (refused here); every other such command is refused by Redis.
+    if (spec.name.startsWith('eval')) session.fill(slot, encodeError(message))
+    else answerAnywhere(ctx, session, req, slot, message)
     return
   }
   const routed = routeKeys(ctx, req.args, indexes)

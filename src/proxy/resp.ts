@@ -5,7 +5,10 @@
  * joined once, when the frame is complete, never re-joined on every packet.
  */
 
-export class ProtocolError extends Error {}
+export class ProtocolError extends Error {
+  /** Complete requests that came before the malformed one in the same feed (answered before the error). */
+  requests: Request[] = []
+}
 
 export interface Limits {
   /** Largest bulk string in a request (Redis: proto-max-bulk-len, 512 MB). */
@@ -70,10 +73,15 @@ export class RequestParser {
     this.needed = 0
     const out: Request[] = []
     let pos = 0
-    while (pos < buf.length) {
-      const end = buf[pos] === STAR ? this.parseMultibulk(buf, pos, out) : this.parseInline(buf, pos, out)
-      if (end < 0) break
-      pos = end
+    try {
+      while (pos < buf.length) {
+        const end = buf[pos] === STAR ? this.parseMultibulk(buf, pos, out) : this.parseInline(buf, pos, out)
+        if (end < 0) break
+        pos = end
+      }
+    } catch (err) {
+      if (err instanceof ProtocolError) err.requests = out
+      throw err
     }
     if (pos < buf.length) {
       const rest = buf.subarray(pos)
@@ -145,54 +153,67 @@ export class RequestParser {
   }
 }
 
-/** Splits an inline command line like redis-server's sdssplitargs (quotes and \x escapes in "..."). */
-export function splitInline(line: Buffer): Buffer[] {
-  const text = line.toString('latin1')
+const isSpace = (c: number) => c === 32 || (c >= 9 && c <= 13)
+const isHex = (c: number) => (c >= 48 && c <= 57) || (c >= 65 && c <= 70) || (c >= 97 && c <= 102)
+const hexValue = (c: number) => (c <= 57 ? c - 48 : (c | 0x20) - 87)
+
+/**
+ * Splits an inline command line exactly as redis-server's sdssplitargs does: blanks are isspace()
+ * between arguments but only space, tab, CR and LF end an unquoted argument; a quote inside an
+ * argument opens a quoted part; "..." takes \xHH and \n \r \t \b \a escapes, '...' only \'; a
+ * closing quote must be followed by a blank or the end. The line is a C string (it ends at a NUL).
+ */
+export function splitInline(input: Buffer): Buffer[] {
+  const nul = input.indexOf(0)
+  const line = nul >= 0 ? input.subarray(0, nul) : input
+  const n = line.length
+  const at = (i: number) => (i < n ? line[i]! : 0)
+  const unbalanced = () => new ProtocolError('unbalanced quotes in request')
   const args: Buffer[] = []
-  let i = 0
-  while (i < text.length) {
-    while (i < text.length && (text[i] === ' ' || text[i] === '\t')) i++
-    if (i >= text.length) break
-    let cur = ''
-    if (text[i] === '"' || text[i] === "'") {
-      const q = text[i]!
-      i++
-      let closed = false
-      while (i < text.length) {
-        const c = text[i]!
-        if (q === '"' && c === '\\' && i + 1 < text.length) {
-          const n = text[i + 1]!
-          if (n === 'x' && /^[0-9a-fA-F]{2}$/.test(text.slice(i + 2, i + 4))) {
-            cur += String.fromCharCode(parseInt(text.slice(i + 2, i + 4), 16))
-            i += 4
-            continue
-          }
-          cur += n === 'n' ? '\n' : n === 'r' ? '\r' : n === 't' ? '\t' : n === 'b' ? '\b' : n === 'a' ? '\x07' : n
-          i += 2
-          continue
-        }
-        if (q === "'" && c === '\\' && text[i + 1] === "'") {
-          cur += "'"
-          i += 2
-          continue
-        }
-        if (c === q) {
-          closed = true
-          i++
-          break
-        }
-        cur += c
-        i++
-      }
-      if (!closed || (i < text.length && text[i] !== ' ' && text[i] !== '\t')) {
-        throw new ProtocolError('unbalanced quotes in request')
-      }
-    } else {
-      while (i < text.length && text[i] !== ' ' && text[i] !== '\t') cur += text[i++]
+  let p = 0
+  for (;;) {
+    while (p < n && isSpace(line[p]!)) p++
+    if (p >= n) return args
+    const cur: number[] = []
+    let inDouble = false
+    let inSingle = false
+    let done = false
+    while (!done) {
+      const c = at(p)
+      if (inDouble) {
+        if (c === 92 && at(p + 1) === 120 && isHex(at(p + 2)) && isHex(at(p + 3))) {
+          cur.push(hexValue(at(p + 2)) * 16 + hexValue(at(p + 3)))
+          p += 3
+        } else if (c === 92 && at(p + 1) !== 0) {
+          const e = at(++p)
+          cur.push(e === 110 ? 10 : e === 114 ? 13 : e === 116 ? 9 : e === 98 ? 8 : e === 97 ? 7 : e)
+        } else if (c === 34) {
+          if (at(p + 1) !== 0 && !isSpace(at(p + 1))) throw unbalanced()
+          done = true
+        } else if (c === 0) {
+          throw unbalanced()
+        } else cur.push(c)
+      } else if (inSingle) {
+        if (c === 92 && at(p + 1) === 39) {
+          p++
+          cur.push(39)
+        } else if (c === 39) {
+          if (at(p + 1) !== 0 && !isSpace(at(p + 1))) throw unbalanced()
+          done = true
+        } else if (c === 0) {
+          throw unbalanced()
+        } else cur.push(c)
+      } else if (c === 32 || c === 10 || c === 13 || c === 9 || c === 0) {
+        done = true
+      } else if (c === 34) {
+        inDouble = true
+      } else if (c === 39) {
+        inSingle = true
+      } else cur.push(c)
+      if (p < n) p++
     }
-    args.push(Buffer.from(cur, 'latin1'))
+    args.push(Buffer.from(cur))
   }
-  return args
 }
 
 /**

@@ -66,19 +66,28 @@ export class Session {
       reqs = this.parser.feed(chunk)
     } catch (err) {
       const msg = err instanceof ProtocolError ? err.message : String(err)
-      // Replies already queued go first; then the error, then the connection closes (as Redis does).
-      this.pushReady(encodeError(`ERR Protocol error: ${msg}`), 'protocol')
-      this.closing = true
-      this.flush()
+      // The requests before the malformed one run first (as in Redis), then the error, then the
+      // connection closes once every reply is written.
+      if (err instanceof ProtocolError) this.run(err.requests)
+      if (!this.closing) {
+        // (Unless one of them was QUIT: then Redis closes without reading further.)
+        this.pushReady(encodeError(`ERR Protocol error: ${msg}`), 'protocol')
+        this.closing = true
+      }
+      flushDirtySessions()
       return
     }
     this.lastCommandAt = Date.now()
+    this.run(reqs)
+    flushDirtySessions()
+  }
+
+  private run(reqs: Request[]): void {
     for (const req of reqs) {
       if (this.closing) break
       if (this.held) this.held.push(req)
       else this.host.handle(this, req)
     }
-    flushDirtySessions()
   }
 
   /** Reserves the next reply position. */
