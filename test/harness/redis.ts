@@ -1,3 +1,4 @@
+import {mkdirSync} from 'node:fs'
 import {Redis} from 'ioredis'
 import {freePort, removeDir, requireBinary, startProcess, tempDir, waitFor, type Managed} from './process.js'
 
@@ -12,11 +13,15 @@ export interface RedisServer {
   stop(): Promise<void>
 }
 
-/** Starts a real redis-server on a free loopback port in a temp dir, without persistence. */
-export async function startRedis(extraArgs: string[] = []): Promise<RedisServer> {
+/**
+ * Starts a real redis-server on a free loopback port in a temp dir, without persistence.
+ * opts.port / opts.dir restart a server where a stopped one was (same address, e.g. after a kill).
+ */
+export async function startRedis(extraArgs: string[] = [], opts: {port?: number; dir?: string} = {}): Promise<RedisServer> {
   const bin = requireBinary('redis-server')
-  const port = await freePort()
-  const dir = tempDir('redis')
+  const port = opts.port ?? (await freePort())
+  const dir = opts.dir ?? tempDir('redis')
+  if (opts.dir) mkdirSync(dir, {recursive: true})
   const proc = startProcess(bin, [
     '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no',
     '--protected-mode', 'no', '--daemonize', 'no', ...extraArgs,
