@@ -255,6 +255,7 @@ export function dispatchByRule(exec: DbGroupExecutor, session: Session, spec: Co
     }
     keys = idx.map((i) => args[i]!)
   }
+  if (!keys.length || keys.some((k) => !k)) return false // arity errors are answered by the caller
   const routes: GroupRoute[] = []
   for (const k of keys) {
     const r = router.route(k)
