@@ -1,5 +1,6 @@
 import {slotOf} from '../topology/slots.js'
 import type {BackendPool, BackendConn} from './backend.js'
+import {dispatchByRule, type DbGroupExecutor} from './dbgroup-exec.js'
 import {arityOk, keyIndexes, lookupCommand, type CommandSpec} from './commands.js'
 import {
   decodeReply,
@@ -27,6 +28,8 @@ export interface DispatchContext {
   local(session: Session, spec: CommandSpec, args: Buffer[], slot: ReplySlot): void
   /** Non-empty when routed commands must be refused (offline, fenced), with the error text. */
   refusal: string
+  /** rstore rules (regex -> shard -> db group); keys no rule claims fall through to slot routing. */
+  rules: DbGroupExecutor
 }
 
 function lower(b: Buffer): string {
@@ -79,6 +82,7 @@ export function dispatch(ctx: DispatchContext, session: Session, req: Request): 
     session.fill(slot, encodeError(ctx.refusal))
     return
   }
+  if (ctx.rules.router.requiresRules && dispatchByRule(ctx.rules, session, spec, args, slot)) return
   if (spec.kind === 'single') {
     const key = args[spec.firstKey]
     if (!key) {

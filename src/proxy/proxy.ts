@@ -11,6 +11,8 @@ import {DEFAULT_LIMITS, encodeError, type Limits, type Request} from './resp.js'
 import {buildRoutingTable, type RoutingTable} from './routing.js'
 import {flushDirtySessions, Session, type ReplySlot, type SessionHost} from './session.js'
 import type {CommandSpec} from './commands.js'
+import {DbGroupExecutor} from './dbgroup-exec.js'
+import {RuleRouter} from './rule-route.js'
 
 export interface ProxyOptions {
   id: string
@@ -74,6 +76,7 @@ export class Proxy implements SessionHost, LocalHost {
       pool: this.pool,
       local: (session, spec, args, slot) => answerLocal(this, session, spec, args, slot),
       refusal: 'ERR proxy is offline',
+      rules: new DbGroupExecutor(),
     }
     setAfterRepliesHook(flushDirtySessions)
   }
@@ -219,7 +222,13 @@ export class Proxy implements SessionHost, LocalHost {
           const topo = await this.store.load()
           if (!force && topo.epoch === this.ctx.table.epoch && this.ctx.table.masters.length && !this.topologyError) continue
           force = false
-          const problem = topologyProblem(topo)
+          let rules: RuleRouter | undefined
+          let problem = topologyProblem(topo)
+          try {
+            rules = await RuleRouter.load(this.store)
+          } catch (err) {
+            problem = problem ?? `rules config at epoch ${topo.epoch}: ${(err as Error).message}`
+          }
           if (problem) {
             this.topologyError = `refused ${problem}; serving epoch ${this.ctx.table.epoch}`
             this.log(this.topologyError)
@@ -229,6 +238,7 @@ export class Proxy implements SessionHost, LocalHost {
           this.topologyError = ''
           const table = buildRoutingTable(topo)
           this.ctx.table = table
+          this.ctx.rules.setRouter(rules!)
           this.pool.retain(new Set(table.masters.concat(this.migratingSources(table))))
           await this.pool.drainAll()
           await this.publish()
@@ -372,6 +382,7 @@ export class Proxy implements SessionHost, LocalHost {
     this.server?.close()
     for (const s of this.sessionsById.values()) s.socket.destroy()
     this.pool.closeAll()
+    await this.ctx.rules.close()
     await this.lease?.revoke().catch(() => {})
   }
 }
