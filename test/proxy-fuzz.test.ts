@@ -71,9 +71,11 @@ describe('resp.ts unit', () => {
   })
 
   test('RequestParser: split at every byte boundary, and byte by byte', () => {
+    const raws = new RequestParser().feed(stream).map((r) => r.raw?.toString('latin1'))
     for (let i = 0; i <= stream.length; i++) {
-      const got = argsOf(feedAll(new RequestParser(), [stream.subarray(0, i), stream.subarray(i)]))
-      assert.deepEqual(got, expected, `split at ${i}`)
+      const reqs = feedAll(new RequestParser(), [stream.subarray(0, i), stream.subarray(i)])
+      assert.deepEqual(argsOf(reqs), expected, `split at ${i}`)
+      assert.deepEqual(reqs.map((r) => r.raw?.toString('latin1')), raws, `raw bytes, split at ${i}`)
     }
     for (let i = 0; i < stream.length; i += 7) {
       for (let j = i; j <= stream.length; j += 13) {
@@ -95,6 +97,32 @@ describe('resp.ts unit', () => {
     for (let i = 0; i < frame.length; i += 65536) out.push(...parser.feed(frame.subarray(i, i + 65536)))
     assert.equal(out.length, 1)
     assert.ok(out[0]!.args[2]!.equals(value))
+  })
+
+  test('RequestParser and ReplyScanner stay linear for huge multi-argument frames in small packets', () => {
+    const n = 300_000
+    const pieces = [Buffer.from(`*${2 * n + 1}\r\n$4\r\nMSET\r\n`)]
+    for (let i = 0; i < n; i++) pieces.push(Buffer.from(`$${`key:${i}`.length}\r\nkey:${i}\r\n$${`value:${i}`.length}\r\nvalue:${i}\r\n`))
+    const frame = Buffer.concat(pieces)
+    let t = performance.now()
+    const parser = new RequestParser()
+    const reqs: Request[] = []
+    for (let i = 0; i < frame.length; i += 16384) reqs.push(...parser.feed(frame.subarray(i, i + 16384)))
+    const parseMs = performance.now() - t
+    assert.equal(reqs.length, 1)
+    assert.equal(reqs[0]!.args.length, 2 * n + 1)
+    assert.equal(reqs[0]!.args[2 * n]!.toString(), `value:${n - 1}`)
+    assert.ok(reqs[0]!.raw!.equals(frame))
+    const reply = Buffer.concat([Buffer.from(`*${n}\r\n`), ...Array.from({length: n}, (_, i) => Buffer.from(i % 3 ? `$7\r\nv:${String(i % 100000).padStart(5, '0')}\r\n` : '$-1\r\n'))])
+    t = performance.now()
+    const scanner = new ReplyScanner()
+    const got: Buffer[] = []
+    for (let i = 0; i < reply.length; i += 16384) scanner.feed(reply.subarray(i, i + 16384), (raw) => got.push(raw))
+    const scanMs = performance.now() - t
+    assert.equal(got.length, 1)
+    assert.ok(got[0]!.equals(reply))
+    // Quadratic re-parsing took tens of seconds here; linear takes well under one.
+    assert.ok(parseMs < 5000 && scanMs < 5000, `parse ${parseMs.toFixed(0)} ms, scan ${scanMs.toFixed(0)} ms`)
   })
 
   test('RequestParser: malformed input throws ProtocolError with Redis’s messages; earlier requests are kept', () => {

@@ -144,6 +144,20 @@ describe('proxy over two groups (embedded coordinator)', () => {
     assert.equal((await g1.exists(...keys)) + (await g2.exists(...keys)), 10)
   })
 
+  test('MSET / MGET / DEL of 100,000 keys over both groups in one command', async () => {
+    const r = p.client()
+    const n = 100_000
+    const keys = Array.from({length: n}, (_, i) => `huge:${i}`)
+    const args: string[] = []
+    for (const k of keys) args.push(k, `v:${k}`)
+    assert.equal(await r.call('MSET', args), 'OK')
+    const values = (await r.call('MGET', keys)) as string[]
+    assert.equal(values.length, n)
+    values.forEach((v, i) => assert.equal(v, `v:${keys[i]}`))
+    assert.equal((await g1.dbsize()) + (await g2.dbsize()) >= n, true)
+    assert.equal(await r.call('DEL', keys), n)
+  })
+
   test('multi-key commands: CROSSSLOT across groups, served within one group', async () => {
     const r = p.client()
     const a = keyIn(c, 1, 'ra')
