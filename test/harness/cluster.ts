@@ -92,8 +92,8 @@ export interface Cluster {
   cli(args: string[], opts?: {timeoutMs?: number}): Promise<CliResult>
   /** cli() that throws (with stderr) unless the exit code is 0; returns stdout. */
   cliOk(args: string[], opts?: {timeoutMs?: number}): Promise<string>
-  /** Starts (and by default puts online) one more proxy on this cluster. */
-  startProxy(opts?: {id?: string; args?: string[]; online?: boolean}): Promise<ClusterProxy>
+  /** Starts (and by default puts online) one more proxy on this cluster; nodeArgs go to node (e.g. --cpu-prof). */
+  startProxy(opts?: {id?: string; args?: string[]; online?: boolean; nodeArgs?: string[]}): Promise<ClusterProxy>
   /** Opens the coordinator in this process (close it with closeStore / it is closed by stop()). */
   openStore(): Promise<TopologyStore>
   /** The group (1-based) that serves a key under the initial slot assignment. */
@@ -177,7 +177,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       const httpAddr = `127.0.0.1:${httpPort}`
       const proc = startProcess(
         process.execPath,
-        [RSTORE_BIN, 'proxy', 'start', '--addr', addr, '--http-addr', httpAddr, '--id', id, ...(opts.proxyArgs ?? []), ...(o.args ?? []), ...cluster.coordinatorArgs],
+        [...(o.nodeArgs ?? []), RSTORE_BIN, 'proxy', 'start', '--addr', addr, '--http-addr', httpAddr, '--id', id, ...(opts.proxyArgs ?? []), ...(o.args ?? []), ...cluster.coordinatorArgs],
         {cwd: dir},
       )
       await waitFor(`proxy ${id} listening`, () => {
