@@ -61,6 +61,9 @@ export async function runProxy(cfg: RstoreConfig, o: RunProxyOptions, log: (line
   })
   log(`[${id}] stopping`)
   httpServer.close()
+  httpServer.closeAllConnections()
   await proxy.stop()
   await coord.close()
+  // A --cpu worker's IPC channel to the primary keeps it alive after cleanup: leave explicitly.
+  if (cluster.isWorker) process.exit(0)
 }
