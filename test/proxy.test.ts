@@ -495,6 +495,45 @@ describe('proxy over two groups (embedded coordinator)', () => {
     }
   })
 
+  test('--cpu 2 workers share the port and register apart; --idle-timeout closes idle clients; SIGTERM stops all', async () => {
+    const mp = await c.startProxy({id: 'multi', args: ['--cpu', '2', '--idle-timeout', '1']})
+    let stopped = false
+    try {
+      const list = JSON.parse(await c.cliOk(['proxy', 'list', '--json'])) as {id: string; state: string}[]
+      assert.deepEqual(list.filter((x) => x.id.startsWith('multi')).map((x) => [x.id, x.state]), [['multi-1', 'online'], ['multi-2', 'online']])
+      const ids = new Set<string>()
+      for (let i = 0; i < 8 && ids.size < 2; i++) {
+        const r = await RawClient.connect(mp.port)
+        ids.add(/proxy_id:(\S+)/.exec(str(await r.call('INFO')))![1]!)
+        assert.equal(await r.call('SET', `multi:${i}`, 'x'), 'OK')
+        r.close()
+      }
+      assert.deepEqual([...ids].sort(), ['multi-1', 'multi-2'])
+      const idle = await RawClient.connect(mp.port)
+      const busy = await RawClient.connect(mp.port)
+      assert.equal(await idle.call('PING'), 'PONG')
+      const t0 = Date.now()
+      while (Date.now() - t0 < 2200) {
+        assert.equal(await busy.call('PING'), 'PONG', 'an active client is kept')
+        await new Promise((r) => setTimeout(r, 250))
+      }
+      const rest = await idle.readAll(2000)
+      assert.ok(rest.closed, 'the idle client was closed')
+      busy.close()
+      const t = Date.now()
+      await mp.stop()
+      stopped = true
+      assert.ok(Date.now() - t < 4500, `stopped in ${Date.now() - t} ms (the harness SIGKILLs after 5 s)`)
+      assert.equal(mp.proc.child.signalCode, null, 'exited by itself')
+      await waitFor('worker records gone', async () => {
+        const now = JSON.parse(await c.cliOk(['proxy', 'list', '--json'])) as {id: string}[]
+        return !now.some((x) => x.id.startsWith('multi'))
+      }, 10000, 200)
+    } finally {
+      if (!stopped) await mp.stop()
+    }
+  })
+
   test('offline refuses routed commands, online serves again', async () => {
     const r = await RawClient.connect(p.port)
     try {

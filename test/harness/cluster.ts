@@ -180,9 +180,13 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
         [...(o.nodeArgs ?? []), RSTORE_BIN, 'proxy', 'start', '--addr', addr, '--http-addr', httpAddr, '--id', id, ...(opts.proxyArgs ?? []), ...(o.args ?? []), ...cluster.coordinatorArgs],
         {cwd: dir},
       )
+      // With --cpu N every worker registers and prints its own line: wait for all of them.
+      const allArgs = [...(opts.proxyArgs ?? []), ...(o.args ?? [])]
+      const cpuAt = allArgs.lastIndexOf('--cpu')
+      const workers = cpuAt >= 0 ? Number(allArgs[cpuAt + 1]) : 1
       await waitFor(`proxy ${id} listening`, () => {
         if (proc.child.exitCode !== null) throw new Error(`proxy ${id} exited with ${proc.child.exitCode}:\n${proc.output()}`)
-        return /listening on/.test(proc.output())
+        return (proc.output().match(/listening on/g) ?? []).length >= workers
       }, 20000, 50).catch((err: Error) => {
         throw new Error(`${err.message}\nproxy output:\n${proc.output()}`)
       })
