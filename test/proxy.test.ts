@@ -158,6 +158,29 @@ describe('proxy over two groups (embedded coordinator)', () => {
     assert.equal(await r.call('DEL', keys), n)
   })
 
+  test('100 concurrent clients share the backend connections without crossed replies', async () => {
+    const clients = Array.from({length: 100}, () => p.client())
+    await Promise.all(
+      clients.map(async (r, ci) => {
+        for (let round = 0; round < 5; round++) {
+          const pl = r.pipeline()
+          for (let j = 0; j < 40; j++) {
+            pl.set(`cc:${ci}:${j}`, `${ci}/${j}/${round}`).get(`cc:${ci}:${j}`).incr(`cc:counter:${j % 4}`)
+            pl.mget(`cc:${ci}:${j}`, `cc:${(ci + 1) % 100}:none`)
+          }
+          const res = (await pl.exec())!
+          for (let j = 0; j < 40; j++) {
+            assert.equal(res[j * 4]![1], 'OK')
+            assert.equal(res[j * 4 + 1]![1], `${ci}/${j}/${round}`)
+            assert.deepEqual(res[j * 4 + 3]![1], [`${ci}/${j}/${round}`, null])
+          }
+        }
+      }),
+    )
+    const counters = await clients[0]!.mget('cc:counter:0', 'cc:counter:1', 'cc:counter:2', 'cc:counter:3')
+    assert.deepEqual(counters, ['5000', '5000', '5000', '5000'])
+  })
+
   test('multi-key commands: CROSSSLOT across groups, served within one group', async () => {
     const r = p.client()
     const a = keyIn(c, 1, 'ra')
