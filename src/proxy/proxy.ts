@@ -28,6 +28,10 @@ export interface ProxyOptions {
   backendConnections: number
   /** Lease TTL: how long the proxy survives without reaching the coordinator. */
   leaseTtlSec: number
+  /** The id whose control key (`proxyctl/<id>`) says online/offline: shared by `--cpu` workers. */
+  controlId?: string
+  /** Reset the control key to offline at start (Reborn: a started proxy is offline). */
+  resetControl?: boolean
 }
 
 export const DEFAULT_PROXY_OPTIONS: Omit<ProxyOptions, 'id' | 'host' | 'port' | 'httpAddr'> = {
@@ -94,7 +98,7 @@ export class Proxy implements SessionHost, LocalHost {
     await this.register(true)
     this.watchers.push(await this.store.watch(() => void this.applyTopology()))
     this.watchers.push(
-      await this.coord.watch(this.store.key('proxyctl', this.opts.id), await this.coord.revision(), () => void this.applyDesiredState()),
+      await this.coord.watch(this.controlKey(), await this.coord.revision(), () => void this.applyDesiredState()),
     )
     // The mover publishes its progress here; /metrics shows it (rstore_migration{field=...}).
     this.watchers.push(
@@ -113,6 +117,10 @@ export class Proxy implements SessionHost, LocalHost {
     } catch {
       this.metrics.migration = {}
     }
+  }
+
+  private controlKey(): string {
+    return this.store.key('proxyctl', this.opts.controlId ?? this.opts.id)
   }
 
   private recordKey(): string {
@@ -140,7 +148,7 @@ export class Proxy implements SessionHost, LocalHost {
     for (;;) {
       const lease = await this.coord.grantLease(this.opts.leaseTtlSec)
       const ops: Op[] = [{type: 'put', key, value: JSON.stringify(this.record()), lease: lease.id}]
-      if (first) ops.push({type: 'put', key: this.store.key('proxyctl', this.opts.id), value: JSON.stringify({state: 'offline'})})
+      if (first && this.opts.resetControl !== false) ops.push({type: 'put', key: this.controlKey(), value: JSON.stringify({state: 'offline'})})
       const res = await this.coord.txn([{key, modRevision: 0}], ops)
       if (res.succeeded) {
         this.lease = lease
@@ -190,7 +198,7 @@ export class Proxy implements SessionHost, LocalHost {
   }
 
   private async applyDesiredState(): Promise<void> {
-    const kv = await this.coord.get(this.store.key('proxyctl', this.opts.id))
+    const kv = await this.coord.get(this.controlKey())
     const want = kv ? (JSON.parse(kv.value) as {state: string}).state === 'online' : false
     if (want === this.online) return
     this.online = want

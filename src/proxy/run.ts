@@ -19,6 +19,11 @@ export interface RunProxyOptions extends Partial<ProxyOptions> {
  */
 export async function runProxy(cfg: RstoreConfig, o: RunProxyOptions, log: (line: string) => void): Promise<void> {
   if (o.cpu > 1 && cluster.isPrimary) {
+    // The workers share one control key (proxyctl/<id>): reset it once here, so a worker that
+    // registers after `proxy online <id>` already ran still comes up online.
+    const coord = await openCoordinator(cfg)
+    await coord.txn([], [{type: 'put', key: `/rstore/${cfg.product}/proxyctl/${o.id}`, value: JSON.stringify({state: 'offline'})}])
+    await coord.close()
     for (let i = 1; i <= o.cpu; i++) cluster.fork({RSTORE_WORKER: String(i)})
     let alive = o.cpu
     cluster.on('exit', (w, code, signal) => {
@@ -41,6 +46,8 @@ export async function runProxy(cfg: RstoreConfig, o: RunProxyOptions, log: (line
     ...DEFAULT_PROXY_OPTIONS,
     ...o,
     id,
+    controlId: o.id,
+    resetControl: !worker,
     host: listen.host,
     port: listen.port,
     httpAddr: o.httpAddr,
