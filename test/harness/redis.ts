@@ -33,8 +33,22 @@ export async function startRedis(extraArgs: string[] = [], opts: {port?: number;
     clients.push(c)
     return c
   }
-  const probe = client()
-  await waitFor(`redis-server on port ${port} (${proc.output()})`, async () => (await probe.ping()) === 'PONG', 10000)
+  // A fresh probe per attempt: a client whose first connect was refused (server not listening yet)
+  // never reconnects (retryStrategy null), so one probe made too early would fail every attempt.
+  try {
+    await waitFor(`redis-server on port ${port}`, async () => {
+      if (proc.child.exitCode !== null) throw new Error(`redis-server exited: ${proc.output()}`)
+      const probe = client()
+      try {
+        return (await probe.ping()) === 'PONG'
+      } finally {
+        probe.disconnect()
+      }
+    }, 10000)
+  } catch (err) {
+    await proc.stop('SIGKILL')
+    throw err
+  }
   return {
     host: '127.0.0.1',
     port,
