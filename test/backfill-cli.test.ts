@@ -17,7 +17,7 @@ import {startMariaDb, type MariaDbServer} from './harness/mariadb.js'
 import {startPostgres, type PostgresServer} from './harness/postgres.js'
 import {removeDir, tempDir} from './harness/process.js'
 import {type RedisServer} from './harness/redis.js'
-import {startRedisReady as startRedis} from './harness/redis-retry.js'
+import {startRedis} from './harness/redis.js'
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..')
 const BIN = join(ROOT, 'bin/run.js')

@@ -9,7 +9,7 @@ import {formatReply} from '../src/backends/reply.js'
 import {startMariaDb, type MariaDbServer} from './harness/mariadb.js'
 import {startPostgres, type PostgresServer} from './harness/postgres.js'
 import {type RedisServer} from './harness/redis.js'
-import {startRedisReady as startRedis} from './harness/redis-retry.js'
+import {startRedis} from './harness/redis.js'
 
 type Arg = string | Buffer
 /** A command, optionally with a reply normalization: unordered members, unordered pairs, or a TTL. */

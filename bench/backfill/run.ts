@@ -9,7 +9,7 @@ import {backfill} from '../../src/migrate/backfill.js'
 import {startMariaDb} from '../../test/harness/mariadb.js'
 import {startPostgres} from '../../test/harness/postgres.js'
 import {removeDir, tempDir} from '../../test/harness/process.js'
-import {startRedisReady as startRedis} from '../../test/harness/redis-retry.js'
+import {startRedis} from '../../test/harness/redis.js'
 
 const total = Number(process.argv[2] ?? 500_000)
 const concurrency = Number(process.argv[3] ?? 8)
