@@ -1,0 +1,219 @@
+/**
+ * What the migrate / rebalance / jobs commands share: flags, option building, running a job with
+ * Ctrl-C handling, and the text of a summary.
+ */
+import {Flags} from '@oclif/core'
+import {existsSync} from 'node:fs'
+import {hostname} from 'node:os'
+import {join} from 'node:path'
+import type {RstoreConfig} from '../config.js'
+import {ConflictError, NotFoundError} from '../errors.js'
+import {withTopologyStore} from '../admin/context.js'
+import {table} from '../cli/table.js'
+import {listJobs, openCheckpoints, processAlive, type CheckpointDb, type Job} from './checkpoints.js'
+import {MigrationLock} from './lock.js'
+import {MIGRATION_KINDS, MigrationStore, type MigrationProgress} from './migration-store.js'
+import {DEFAULT_MOVE_OPTIONS, runMigrationJob, type JobRequest, type JobSummary, type MoveOptions} from './mover.js'
+import {formatDuration} from './progress.js'
+import type {RebalancePlan} from './rebalance-plan.js'
+
+export const moveFlags = {
+  delay: Flags.integer({description: "sleep this many ms after each key moved (Reborn's --delay; moves one key per MIGRATE unless --batch)", default: 0, min: 0}),
+  rate: Flags.integer({description: 'move at most this many keys per second (0 = no limit)', default: 0, min: 0}),
+  batch: Flags.integer({description: `keys per MIGRATE (default ${DEFAULT_MOVE_OPTIONS.batch})`, min: 1, max: 100_000}),
+  'barrier-timeout': Flags.integer({
+    description: 'seconds to wait for every proxy to acknowledge a slot change before stopping (the job stays resumable)',
+    default: DEFAULT_MOVE_OPTIONS.barrierTimeoutSec,
+    min: 1,
+  }),
+  'big-key': Flags.integer({
+    description: 'keys larger than this many bytes (MEMORY USAGE) are reported and moved alone, with a longer timeout',
+    default: DEFAULT_MOVE_OPTIONS.bigKeyBytes,
+    min: 1,
+  }),
+  'lock-ttl': Flags.integer({description: 'lease TTL of the migration lock, seconds', default: DEFAULT_MOVE_OPTIONS.lockTtlSec, min: 1, hidden: true}),
+}
+
+export interface MoveFlagValues {
+  delay: number
+  rate: number
+  batch?: number
+  'barrier-timeout': number
+  'big-key': number
+  'lock-ttl': number
+}
+
+export function moveOptions(f: MoveFlagValues): MoveOptions {
+  return {
+    ...DEFAULT_MOVE_OPTIONS,
+    delayMs: f.delay,
+    rate: f.rate,
+    // Reborn moved one key at a time and slept --delay after each.
+    batch: f.batch ?? (f.delay > 0 ? 1 : DEFAULT_MOVE_OPTIONS.batch),
+    barrierTimeoutSec: f['barrier-timeout'],
+    bigKeyBytes: f['big-key'],
+    lockTtlSec: f['lock-ttl'],
+  }
+}
+
+/** Runs a job with Ctrl-C / SIGTERM stopping it cleanly between batches (a second Ctrl-C exits). */
+export async function runJobCommand(cfg: RstoreConfig, req: JobRequest, opts: MoveOptions, ui: {json: boolean; write: (line: string) => void}): Promise<JobSummary> {
+  const ctl = new AbortController()
+  let signals = 0
+  const onSignal = () => {
+    if (++signals > 1) process.exit(130)
+    ui.write('stopping after the batch in flight (Ctrl-C again to exit now)...')
+    ctl.abort()
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
+  const db = openCheckpoints(cfg.checkpointDir, cfg.product)
+  try {
+    return await withTopologyStore(cfg, (store) =>
+      runMigrationJob(store, db, req, opts, {tty: !ui.json && Boolean(process.stderr.isTTY), quiet: ui.json, write: ui.write}, ctl.signal),
+    )
+  } finally {
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
+    db.close()
+  }
+}
+
+function bytes(n: number): string {
+  if (n >= 1024 * 1024 * 1024) return `${(n / 1024 / 1024 / 1024).toFixed(1)} GiB`
+  if (n >= 1024 * 1024) return `${(n / 1024 / 1024).toFixed(1)} MiB`
+  if (n >= 1024) return `${(n / 1024).toFixed(1)} KiB`
+  return `${n} B`
+}
+
+export function summaryText(s: JobSummary): string {
+  if (s.state === 'nothing-to-do') return s.message ?? 'nothing to do'
+  const lines = [
+    `job ${s.job} ${s.state}${s.resumed ? ' (resumed)' : ''}: ${s.slotsDone}/${s.slotsTotal} slot(s) moved` +
+      (s.slotsCancelled ? `, ${s.slotsCancelled} left in place by the cancel` : '') +
+      (s.slotsSkipped ? `, ${s.slotsSkipped} already in place` : ''),
+    `  keys moved: ${s.keysMoved} (${bytes(s.bytesMoved)} this run) in ${formatDuration(s.seconds)} (${s.seconds.toFixed(1)} s), ${s.keysPerSecond} keys/s while moving`,
+    `  topology changes: ${s.changes} (${s.changes ? (s.changeMs / s.changes).toFixed(0) : 0} ms each), barriers: ${s.barriers} (${s.barriers ? (s.barrierWaitMs / s.barriers).toFixed(0) : 0} ms each on average)`,
+  ]
+  if (s.bigKeys.length) {
+    lines.push(`  big keys (moved alone): ${s.bigKeys.length}`)
+    for (const b of s.bigKeys.slice(0, 10)) lines.push(`    slot ${b.slot}  ${b.key}  ${bytes(b.bytes)}  source stalled ${b.stallMs} ms`)
+  }
+  return lines.join('\n')
+}
+
+export function planText(plan: RebalancePlan): string {
+  const shares = table(
+    ['group', plan.by === 'memory' ? 'maxmemory' : 'weight', 'share', 'slots now', 'slots after'],
+    plan.groups.map((g) => [g.group, plan.by === 'memory' ? bytes(g.weight) : g.weight, g.share.toFixed(2), g.current, g.target]),
+  )
+  if (!plan.moves.length) return `${shares}\n\nalready balanced: nothing to move`
+  const ranges = table(
+    ['slots', 'count', 'from group', 'to group'],
+    plan.ranges.map((r) => [r.from === r.to ? `${r.from}` : `${r.from}-${r.to}`, r.count, r.fromGroup, r.toGroup]),
+  )
+  return `${shares}\n\nplan: move ${plan.moves.length} slot(s)\n${ranges}`
+}
+
+/** The checkpoint file, or undefined when it does not exist yet (no job ever ran). */
+export function openExistingCheckpoints(cfg: RstoreConfig): CheckpointDb | undefined {
+  if (!existsSync(join(cfg.checkpointDir, `${cfg.product}.db`))) return undefined
+  return openCheckpoints(cfg.checkpointDir, cfg.product)
+}
+
+export interface JobListing {
+  id: string
+  kind: string
+  args: Record<string, unknown>
+  state: string
+  running: boolean
+  progress: Record<string, unknown>
+  createdAt: number
+  updatedAt: number
+}
+
+/** Whether a job's process is alive (this host only; on other hosts the stored state is shown). */
+export function jobAlive(job: Job): boolean {
+  const p = job.progress as {host?: string; pid?: number}
+  return (job.state === 'running' || job.state === 'paused') && p.host === hostname() && !!p.pid && processAlive(p.pid)
+}
+
+export function listing(db: CheckpointDb): JobListing[] {
+  return listJobs(db).map((j) => {
+    const running = jobAlive(j)
+    const shown = (j.state === 'running' || j.state === 'paused') && !running && (j.progress as {host?: string}).host === hostname() ? 'interrupted' : j.state
+    return {id: j.id, kind: j.kind, args: j.args, state: shown, running, progress: j.progress, createdAt: j.createdAt, updatedAt: j.updatedAt}
+  })
+}
+
+function argsText(kind: string, a: Record<string, unknown>): string {
+  if (kind === 'migrate') return `${a.from}-${a.to} -> group ${a.group}`
+  if (kind === 'rebalance') return `by ${a.by}`
+  return Object.entries(a)
+    .filter(([, v]) => v !== undefined && v !== null && v !== '')
+    .map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : v}`)
+    .join(' ')
+    .slice(0, 60)
+}
+
+function progressText(kind: string, p: Record<string, unknown>): string {
+  if ((MIGRATION_KINDS as readonly string[]).includes(kind)) {
+    const m = p as MigrationProgress
+    return `${m.slotsDone}/${m.slotsTotal} slots, ${m.keysMoved} keys${m.currentSlot >= 0 ? `, slot ${m.currentSlot}` : ''}${m.phase && m.phase !== 'finished' && m.phase !== 'move' ? `, ${m.phase}` : ''}`
+  }
+  const nums = Object.entries(p).filter(([k, v]) => typeof v === 'number' && k !== 'pid')
+  const counters = (p.counters ?? {}) as Record<string, unknown>
+  const more = Object.entries(counters).filter(([, v]) => typeof v === 'number')
+  return [...nums, ...more]
+    .slice(0, 5)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ')
+}
+
+export function listingText(rows: JobListing[]): string {
+  if (!rows.length) return 'no jobs'
+  return table(
+    ['id', 'kind', 'arguments', 'state', 'progress', 'updated'],
+    rows.map((r) => [
+      r.id,
+      r.kind,
+      argsText(r.kind, r.args),
+      r.state,
+      progressText(r.kind, r.progress),
+      new Date(r.updatedAt).toISOString().replace('T', ' ').slice(0, 19),
+    ]),
+  )
+}
+
+/**
+ * `rstore jobs pause|resume|cancel <id>` on a running migration job: writes the request into the
+ * checkpoint file; the mover reads it between batches. Returns whether the job's mover is running.
+ */
+export async function requestControl(
+  cfg: RstoreConfig,
+  id: string,
+  control: 'pause' | 'run' | 'cancel',
+): Promise<{job: Job<MigrationProgress>; running: boolean}> {
+  const db = openExistingCheckpoints(cfg)
+  if (!db) throw new NotFoundError(`no job '${id}': there is no checkpoint file ${join(cfg.checkpointDir, `${cfg.product}.db`)}`)
+  try {
+    const ms = new MigrationStore(db)
+    const job = ms.job(id)
+    if (!job) throw new NotFoundError(`no job '${id}' (see 'rstore jobs')`)
+    if (!(MIGRATION_KINDS as readonly string[]).includes(job.kind)) {
+      throw new ConflictError(`job ${id} is a ${job.kind} job: only migrate and rebalance jobs take pause/resume/cancel from another shell (stop a ${job.kind} with Ctrl-C and run the same command again to resume it)`)
+    }
+    if (job.state === 'done' || job.state === 'cancelled') throw new ConflictError(`job ${id} is already ${job.state}`)
+    const holder = await withTopologyStore(cfg, (store) => MigrationLock.holder(store))
+    const running = holder?.job === id
+    if (control === 'pause' && !running) {
+      throw new ConflictError(`job ${id} is not running (${job.state}${job.progress.error ? `: ${job.progress.error}` : ''}); nothing to pause. Resume it with 'rstore jobs resume ${id}'`)
+    }
+    ms.setControl(id, control)
+    return {job, running}
+  } finally {
+    db.close()
+  }
+}
+
+export {MigrationStore}

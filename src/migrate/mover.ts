@@ -1,0 +1,819 @@
+/**
+ * The slot mover (DESIGN.md sections 5 and 6): moves slots one at a time from their source group to
+ * their target group while proxies keep serving, in O(total keys):
+ *
+ *   1. every slot of the job still on its source is marked `pending` (one topology change + barrier):
+ *      from then on every proxy records each key it writes in such a slot in `__rstore:pending:<slot>`
+ *      on the source;
+ *   2. each source master is scanned once (SCAN, COUNT 1000), the keys of the job's slots bucketed
+ *      into the checkpoint file together with the cursor;
+ *   3. per slot: migrating (the previous slot going online at its target in the same change) + barrier,
+ *      then its keys = bucket + pending set are moved with `MIGRATE ... KEYS` in batches, checked gone
+ *      from the source, and the slot goes online at the target (+ barrier) and is recorded done.
+ *
+ * Every step is checkpointed in the same SQLite transaction as the job's counters; the topology is
+ * the truth about slot states, so a mover killed at any point is resumed by reconciling the two.
+ */
+import {hostname} from 'node:os'
+import {PreconditionFailedError, type TopologyStore} from '../coord/topology-store.js'
+import {ConflictError, NotFoundError, RstoreError, ValidationError} from '../errors.js'
+import {masterOf, parseGroupId, parseSlotRange, type SlotInfo, type Topology} from '../topology/model.js'
+import {slotOf} from '../topology/slots.js'
+import {pendingSetKey} from '../proxy/routing.js'
+import {BarrierTimeoutError, waitForProxies} from './barrier.js'
+import {canonicalJson, type CheckpointDb, type Job} from './checkpoints.js'
+import {LockLostError, MigrationLock} from './lock.js'
+import {MigrationStore, type BigKey, type MigrationKind, type MigrationProgress, type PlannedSlot, type SlotRow} from './migration-store.js'
+import {Progress} from './progress.js'
+import {planRebalance, rangesText, type RebalanceBy, type RebalancePlan} from './rebalance-plan.js'
+import {existing, isInternalKey, keySizes, Masters, maxmemory, migrateKeys, scanPage, sscanPage} from './redis-keys.js'
+
+export interface MoveOptions {
+  /** Sleep after each key moved, ms (Reborn's --delay). */
+  delayMs: number
+  /** Keys per second, 0 = unlimited. */
+  rate: number
+  /** Keys per MIGRATE. */
+  batch: number
+  /** Most bytes (MEMORY USAGE) per MIGRATE of small keys. */
+  batchBytes: number
+  barrierTimeoutSec: number
+  /** Keys larger than this (MEMORY USAGE bytes) are reported and moved alone. */
+  bigKeyBytes: number
+  lockTtlSec: number
+  /** MIGRATE timeout (ms) for a batch of small keys; big keys get bigKeyTimeoutMs. */
+  migrateTimeoutMs: number
+  bigKeyTimeoutMs: number
+  scanCount: number
+}
+
+export const DEFAULT_MOVE_OPTIONS: MoveOptions = {
+  delayMs: 0,
+  rate: 0,
+  batch: 500,
+  batchBytes: 4 * 1024 * 1024,
+  barrierTimeoutSec: 60,
+  bigKeyBytes: 8 * 1024 * 1024,
+  lockTtlSec: 5,
+  migrateTimeoutMs: 10_000,
+  bigKeyTimeoutMs: 120_000,
+  scanCount: 1000,
+}
+
+export interface UiOptions {
+  tty: boolean
+  quiet: boolean
+  write: (line: string) => void
+}
+
+export type JobRequest =
+  | {kind: 'migrate'; from: string | number; to: string | number; group: string | number}
+  | {kind: 'rebalance'; by: RebalanceBy}
+  /** Continue the unfinished job (or the named one); cancel: finish its slot in flight and stop. */
+  | {kind: 'resume'; job?: string; cancel?: boolean}
+
+export interface JobSummary {
+  job: string
+  kind: MigrationKind | 'none'
+  state: 'done' | 'cancelled' | 'nothing-to-do'
+  resumed: boolean
+  slotsTotal: number
+  slotsDone: number
+  slotsCancelled: number
+  slotsSkipped: number
+  keysMoved: number
+  bytesMoved: number
+  seconds: number
+  keysPerSecond: number
+  barriers: number
+  barrierWaitMs: number
+  /** Topology changes written and the time they took (ms). */
+  changes: number
+  changeMs: number
+  bigKeys: {slot: number; key: string; bytes: number; stallMs: number}[]
+  message?: string
+}
+
+/** A stop asked for (SIGINT/SIGTERM): the job is left paused and resumable. */
+export class StoppedError extends RstoreError {
+  readonly exitCode = 130
+  constructor(message: string) {
+    super('ESTOPPED', message)
+    this.name = 'StoppedError'
+  }
+}
+
+function describeJob(job: Job<MigrationProgress>): string {
+  const a = job.args as Record<string, unknown>
+  const what = job.kind === 'migrate' ? `migrate ${a.from} ${a.to} ${a.group}` : `rebalance --by ${a.by}`
+  const p = job.progress
+  return `${job.id} ('rstore ${what}', ${p.slotsDone}/${p.slotsTotal} slots done, ${job.state})`
+}
+
+function resumeHint(job: Job<MigrationProgress>): string {
+  const a = job.args as Record<string, unknown>
+  const cmd = job.kind === 'migrate' ? `rstore migrate ${a.from} ${a.to} ${a.group}` : `rstore rebalance --by ${a.by}`
+  return `finish it with '${cmd}' or 'rstore migrate --resume' (or stop it cleanly with 'rstore jobs cancel ${job.id}')`
+}
+
+/** The job's plan for a new `migrate from to group`; refuses with the reason when it cannot run. */
+export function planMigrate(topo: Topology, fromText: string | number, toText: string | number, groupText: string | number): {plan: PlannedSlot[]; skipped: number[]} {
+  const [from, to] = parseSlotRange(fromText, toText)
+  const group = parseGroupId(groupText)
+  if (!topo.slots.some((s) => s.state !== 'offline') && topo.groups.size === 0) {
+    throw new ConflictError(`nothing to migrate: no slot is online and no group exists ('rstore slot init', 'rstore server add ...')`)
+  }
+  const g = topo.groups.get(group)
+  if (!g) throw new NotFoundError(`group ${group} does not exist: create it with 'rstore server add ${group} <host:port> master'`)
+  if (!masterOf(g)) throw new ConflictError(`group ${group} has no master: add one with 'rstore server add ${group} <host:port> master'`)
+  const plan: PlannedSlot[] = []
+  const skipped: number[] = []
+  const offline: number[] = []
+  for (let id = from; id <= to; id++) {
+    const s = topo.slots[id]!
+    if (s.state === 'offline') offline.push(id)
+    else if (s.state === 'migrating') {
+      if (s.group !== group) {
+        throw new ConflictError(
+          `slot ${id} is migrating from group ${s.from} to group ${s.group} (an interrupted migration): finish it first with 'rstore migrate ${id} ${id} ${s.group}'`,
+        )
+      }
+      plan.push({slot: id, source: s.from!, target: group, migrating: true})
+    } else if (s.group === group) skipped.push(id)
+    else plan.push({slot: id, source: s.group, target: group})
+  }
+  if (offline.length) {
+    throw new ConflictError(
+      `slot${offline.length > 1 ? 's' : ''} ${rangesText(offline)} ${offline.length > 1 ? 'are' : 'is'} offline: an offline slot has no data to move; assign it with 'rstore slot range-set <from> <to> ${group} online'`,
+    )
+  }
+  const outside = topo.slots.filter((s) => s.state === 'migrating' && (s.id < from || s.id > to))
+  if (outside.length) {
+    const s = outside[0]!
+    throw new ConflictError(
+      `slot ${s.id} is migrating from group ${s.from} to group ${s.group} (an interrupted migration) and only one slot may migrate at a time: finish it first with 'rstore migrate ${s.id} ${s.id} ${s.group}'`,
+    )
+  }
+  for (const p of plan) {
+    const sg = topo.groups.get(p.source)
+    if (!sg || !masterOf(sg)) throw new ConflictError(`slot ${p.slot} is in group ${p.source}, which has no master to move its keys from`)
+  }
+  return {plan, skipped}
+}
+
+/** Reads each group master's maxmemory (0 when unset) for `rebalance --by memory`. */
+export async function groupMaxmemory(topo: Topology): Promise<Map<number, number>> {
+  const out = new Map<number, number>()
+  for (const g of topo.groups.values()) {
+    const m = masterOf(g)
+    if (m) out.set(g.id, await maxmemory(m.addr))
+  }
+  return out
+}
+
+export async function planRebalanceNow(store: TopologyStore, by: RebalanceBy): Promise<{plan: RebalancePlan; epoch: number}> {
+  const topo = await store.load()
+  const weights = by === 'memory' ? await groupMaxmemory(topo) : undefined
+  return {plan: planRebalance(topo, by, weights), epoch: topo.epoch}
+}
+
+interface Reconciled {
+  landed: SlotRow[]
+  inflight: SlotRow | null
+  queued: SlotRow[]
+}
+
+/** Matches the job's slot rows with the topology (the truth about slot states). */
+function reconcile(job: Job<MigrationProgress>, topo: Topology, rows: SlotRow[]): Reconciled {
+  const out: Reconciled = {landed: [], inflight: null, queued: []}
+  for (const r of rows) {
+    if (r.state === 'done' || r.state === 'cancelled') continue
+    const t = topo.slots[r.slot]!
+    if (t.state === 'migrating' && t.group === r.target && t.from === r.source) {
+      out.inflight = r
+    } else if (t.state === 'online' && t.group === r.target && r.state === 'migrating') {
+      out.landed.push(r)
+    } else if (t.state === 'online' && t.group === r.source && r.state === 'queued') {
+      out.queued.push(r)
+    } else {
+      throw new ConflictError(
+        `job ${job.id}: slot ${r.slot} is ${t.state}${t.state === 'migrating' ? ` from group ${t.from}` : ''} in group ${t.group}, but the job has it ${r.state} (group ${r.source} -> ${r.target}); ` +
+          `the slot table was changed outside the job. Put the slot back ('rstore slot info ${r.slot}') or cancel the job ('rstore jobs cancel ${job.id}')`,
+      )
+    }
+  }
+  const others = topo.slots.filter((s) => s.state === 'migrating' && s.id !== out.inflight?.slot)
+  if (others.length) {
+    const s = others[0]!
+    throw new ConflictError(`slot ${s.id} is migrating from group ${s.from} to group ${s.group} outside job ${job.id}; only one slot may migrate at a time`)
+  }
+  return out
+}
+
+/**
+ * Runs a migrate / rebalance job, new or resumed, to its end. Creates the job (refusing when another
+ * unfinished one exists), takes `locks/migration`, and moves its slots.
+ */
+export async function runMigrationJob(
+  store: TopologyStore,
+  db: CheckpointDb,
+  req: JobRequest,
+  opts: MoveOptions,
+  ui: UiOptions,
+  signal?: AbortSignal,
+): Promise<JobSummary> {
+  const ms = new MigrationStore(db)
+  const started = Date.now()
+  let job: Job<MigrationProgress> | undefined
+  let resumed = true
+  let skipped: number[] = []
+
+  if (req.kind === 'resume') {
+    const unfinished = ms.unfinished()
+    if (req.job) {
+      job = ms.job(req.job)
+      if (!job || (job.kind !== 'migrate' && job.kind !== 'rebalance')) throw new NotFoundError(`no migration job '${req.job}' (see 'rstore jobs')`)
+      if (job.state === 'done' || job.state === 'cancelled') throw new ConflictError(`job ${job.id} is already ${job.state}`)
+    } else {
+      job = unfinished[0]
+      if (!job) throw new NotFoundError(`there is no unfinished migration job to resume (see 'rstore jobs')`)
+    }
+    if (req.cancel) ms.setControl(job.id, 'cancel')
+  } else {
+    const args: Record<string, unknown> =
+      req.kind === 'migrate'
+        ? {from: parseSlotRange(req.from, req.to)[0], to: parseSlotRange(req.from, req.to)[1], group: parseGroupId(req.group)}
+        : {by: req.by}
+    const unfinished = ms.unfinished()
+    const same = unfinished.find((j) => j.kind === req.kind && canonicalJson(j.args) === canonicalJson(args))
+    const other = unfinished.find((j) => j !== same)
+    if (other && !same) {
+      throw new ConflictError(`another migration job is unfinished: ${describeJob(other)}; ${resumeHint(other)}`)
+    }
+    if (same) {
+      job = same
+    } else {
+      const topo = await store.load()
+      let plan: PlannedSlot[]
+      if (req.kind === 'migrate') {
+        ;({plan, skipped} = planMigrate(topo, req.from, req.to, req.group))
+      } else {
+        const weights = req.by === 'memory' ? await groupMaxmemory(topo) : undefined
+        plan = planRebalance(topo, req.by, weights).moves.map((m) => ({slot: m.slot, source: m.from, target: m.to}))
+      }
+      if (plan.length === 0) {
+        return {
+          ...emptySummary('none', started),
+          state: 'nothing-to-do',
+          resumed: false,
+          slotsSkipped: skipped.length,
+          message: req.kind === 'migrate' ? `every slot of ${args.from}-${args.to} is already in group ${args.group}: nothing to move` : 'the slots are already balanced: nothing to move',
+        }
+      }
+      // Check and create in one IMMEDIATE transaction: two concurrent commands cannot both create.
+      job = db.transaction(() => {
+        const again = ms.unfinished()
+        if (again.length) throw new ConflictError(`another migration job is unfinished: ${describeJob(again[0]!)}; ${resumeHint(again[0]!)}`)
+        const j = ms.create(req.kind as MigrationKind, args, plan, {skipped: skipped.length})
+        ms.progress(j, {slotsSkipped: skipped.length})
+        return j
+      }).immediate()
+      resumed = false
+    }
+  }
+
+  const progress = new Progress(job.id, {...ui, store})
+  let lock: MigrationLock
+  try {
+    lock = await MigrationLock.acquire(store, job.id, {ttlSec: opts.lockTtlSec, log: (l) => progress.log(l)})
+  } catch (err) {
+    if (!resumed) ms.progress(job, {error: `not started: ${(err as Error).message}`}, 'cancelled')
+    throw err
+  }
+  const mover = new Mover(store, ms, job, lock, opts, progress, resumed)
+  const onAbort = () => mover.requestStop()
+  signal?.addEventListener('abort', onAbort)
+  try {
+    return await mover.run(started, Number(ms.options(job.id).skipped ?? skipped.length))
+  } finally {
+    signal?.removeEventListener('abort', onAbort)
+    progress.stop()
+    mover.close()
+    await lock.release()
+  }
+}
+
+function emptySummary(kind: MigrationKind | 'none', started: number): JobSummary {
+  return {
+    job: '',
+    kind,
+    state: 'done',
+    resumed: false,
+    slotsTotal: 0,
+    slotsDone: 0,
+    slotsCancelled: 0,
+    slotsSkipped: 0,
+    keysMoved: 0,
+    bytesMoved: 0,
+    seconds: (Date.now() - started) / 1000,
+    keysPerSecond: 0,
+    barriers: 0,
+    barrierWaitMs: 0,
+    changes: 0,
+    changeMs: 0,
+    bigKeys: [],
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+interface MoveResult {
+  moved: number
+  bytes: number
+  big: BigKey[]
+}
+
+class Mover {
+  private topo!: Topology
+  private readonly masters = new Masters()
+  private cancel = false
+  private stopAsked = false
+  private barriers = 0
+  private barrierWaitMs = 0
+  private changes = 0
+  private changeMs = 0
+  private keysThisRun = 0
+  private bytesThisRun = 0
+  private moveStartedAt = 0
+  private rateStart = 0
+  private rateKeys = 0
+  private lastControlCheck = 0
+  private readonly batch: number
+
+  constructor(
+    private readonly store: TopologyStore,
+    private readonly ms: MigrationStore,
+    private readonly job: Job<MigrationProgress>,
+    private readonly lock: MigrationLock,
+    private readonly opts: MoveOptions,
+    private readonly progress: Progress,
+    private readonly resumed: boolean,
+  ) {
+    let batch = Math.max(1, opts.batch)
+    if (opts.rate > 0) batch = Math.max(1, Math.min(batch, Math.floor(opts.rate / 10) || 1))
+    this.batch = batch
+  }
+
+  requestStop(): void {
+    this.stopAsked = true
+  }
+
+  close(): void {
+    this.masters.close()
+  }
+
+  private log(line: string): void {
+    this.progress.log(line)
+  }
+
+  private masterOf(group: number): string {
+    const g = this.topo.groups.get(group)
+    const m = g && masterOf(g)
+    if (!m) throw new ConflictError(`group ${group} has no master: cannot move keys (job ${this.job.id} is left resumable)`)
+    return m.addr
+  }
+
+  /** One topology change, guarded by the lock; returns the new epoch. */
+  private async change(fn: (topo: Topology) => SlotInfo[]): Promise<number> {
+    this.lock.check()
+    let written: SlotInfo[] = []
+    const t0 = performance.now()
+    try {
+      const epoch = await this.store.update(
+        (topo) => {
+          written = fn(topo)
+          this.topo = topo
+          return {slots: written}
+        },
+        [this.lock.compare()],
+      )
+      const slots = this.topo.slots.slice()
+      for (const s of written) slots[s.id] = s
+      this.topo = {...this.topo, slots, epoch}
+      this.progress.set({epoch})
+      this.changes++
+      this.changeMs += performance.now() - t0
+      return epoch
+    } catch (err) {
+      if (err instanceof PreconditionFailedError) throw new LockLostError(this.job.id)
+      throw err
+    }
+  }
+
+  private async barrier(epoch: number): Promise<void> {
+    const waited = await waitForProxies(this.store, epoch, {
+      timeoutMs: this.opts.barrierTimeoutSec * 1000,
+      log: (l) => this.log(l),
+      check: () => this.lock.check(),
+      resumeHint: `Job ${this.job.id} is left resumable: once the proxy applies the topology (or is stopped: its registration expires with its lease), run 'rstore migrate --resume'`,
+    })
+    this.barriers++
+    this.barrierWaitMs += waited
+  }
+
+  /** Between batches: lock, stop requests, pause and cancel from `rstore jobs`. */
+  private async checkControl(force = false): Promise<void> {
+    this.lock.check()
+    if (this.stopAsked) throw new StoppedError(`stopped on request; job ${this.job.id} is left paused: resume it with 'rstore migrate --resume'`)
+    const now = Date.now()
+    if (!force && now - this.lastControlCheck < 100) return
+    this.lastControlCheck = now
+    let control = this.ms.control(this.job.id)
+    if (control === 'pause') {
+      const phase = this.progress.state.phase
+      this.ms.progress(this.job, {}, 'paused')
+      this.progress.set({phase: 'paused'})
+      this.log(`job ${this.job.id} paused ('rstore jobs resume ${this.job.id}' continues it)`)
+      while ((control = this.ms.control(this.job.id)) === 'pause') {
+        this.lock.check()
+        if (this.stopAsked) throw new StoppedError(`stopped on request while paused; job ${this.job.id} is left paused`)
+        await sleep(200)
+      }
+      this.ms.progress(this.job, {}, 'running')
+      this.progress.set({phase})
+      if (control === 'run') this.log(`job ${this.job.id} resumed`)
+      this.rateStart = 0
+    }
+    if (control === 'cancel' && !this.cancel) {
+      this.cancel = true
+      this.log(`job ${this.job.id}: cancel requested; finishing the slot in flight, then stopping`)
+    }
+  }
+
+  async run(started: number, skipped: number): Promise<JobSummary> {
+    const job = this.job
+    this.ms.progress(job, {host: hostname(), pid: process.pid, error: undefined}, 'running')
+    this.progress.set({slotsTotal: job.progress.slotsTotal, slotsDone: job.progress.slotsDone, keysMoved: job.progress.keysMoved, keysTotal: job.progress.keysTotal})
+    this.progress.start()
+    if (this.resumed) this.log(`resuming job ${describeJob(job)}`)
+    else this.log(`job ${job.id}: moving ${job.progress.slotsTotal} slot(s)${skipped ? ` (${skipped} already in place, skipped)` : ''}`)
+    try {
+      this.topo = await this.store.load()
+      const rows = this.ms.slots(job.id)
+      let rec = reconcile(job, this.topo, rows)
+      if (this.ms.control(job.id) === 'cancel') this.cancel = true
+
+      // 1. pending marks
+      let phase = this.ms.phase(job.id)
+      if (!this.cancel) {
+        const unmarked = rec.queued.filter((r) => !this.topo.slots[r.slot]!.pending)
+        if (unmarked.length) {
+          if (phase !== 'pending') {
+            // A queued slot lost its mark after the scan (cannot happen through rstore): rescan its source.
+            for (const src of new Set(unmarked.map((r) => r.source))) this.ms.resetScan(job.id, src)
+            this.ms.setPhase(job, 'pending')
+            phase = 'pending'
+          }
+          this.progress.set({phase: 'marking'})
+          await this.change((topo) =>
+            unmarked.map((r) => {
+              const t = topo.slots[r.slot]!
+              if (t.state !== 'online' || t.group !== r.source) throw new ConflictError(`slot ${r.slot} changed meanwhile (now ${t.state} in group ${t.group}); run the command again`)
+              return {...t, pending: true}
+            }),
+          )
+          this.log(`marked ${unmarked.length} slot(s) pending (${rangesText(unmarked.map((r) => r.slot))}) at epoch ${this.topo.epoch}`)
+        }
+        if (phase === 'pending') {
+          await this.barrier(this.topo.epoch)
+          this.ms.setPhase(job, 'scan')
+          phase = 'scan'
+        }
+        // 2. one scan per source group
+        if (phase === 'scan') {
+          await this.scan(rec)
+          const total = this.ms.countBuckets(job)
+          this.ms.db.transaction(() => {
+            this.ms.progress(job, {keysTotal: total})
+            this.ms.setPhase(job, 'move')
+          })()
+          this.progress.set({keysTotal: total})
+          phase = 'move'
+        }
+      }
+
+      // 3. slot by slot
+      this.progress.set({phase: 'moving'})
+      this.moveStartedAt = Date.now()
+      if (rec.landed.length || rec.inflight) await this.barrier(this.topo.epoch)
+      for (const r of rec.landed) await this.finishSlot(r)
+      let current = rec.inflight
+      const queue = rec.queued.slice()
+      for (;;) {
+        if (current) {
+          this.progress.set({currentSlot: current.slot})
+          await this.startMoving(current)
+          await this.moveSlot(current)
+        }
+        await this.checkControl(true)
+        const next = this.cancel ? null : (queue.shift() ?? null)
+        if (!current && !next) break
+        const cur = current
+        const epoch = await this.change((topo) => {
+          const out: SlotInfo[] = []
+          if (cur) {
+            const t = topo.slots[cur.slot]!
+            if (t.state !== 'migrating' || t.group !== cur.target) throw new ConflictError(`slot ${cur.slot} is no longer migrating to group ${cur.target} (now ${t.state} in group ${t.group})`)
+            out.push({id: cur.slot, state: 'online', group: cur.target})
+          }
+          if (next) {
+            const t = topo.slots[next.slot]!
+            if (t.state !== 'online' || t.group !== next.source) throw new ConflictError(`slot ${next.slot} is no longer online in group ${next.source} (now ${t.state} in group ${t.group})`)
+            // Rule 3, checked on the topology this change is applied to.
+            const other = topo.slots.find((s) => s.state === 'migrating' && s.id !== cur?.slot)
+            if (other) throw new ConflictError(`slot ${other.id} is migrating (from group ${other.from} to group ${other.group}); only one slot may migrate at a time`)
+            // pending on a migrating slot: the move has not started; proxies hold its commands
+            // (docs/migration.md) until every proxy has stopped using the old routing.
+            out.push({id: next.slot, state: 'migrating', group: next.target, from: next.source, pending: true})
+          }
+          return out
+        })
+        if (next) {
+          this.ms.recordMigrating(job, next.slot, epoch)
+          next.state = 'migrating'
+        }
+        await this.barrier(epoch)
+        if (cur) await this.finishSlot(cur)
+        current = next
+      }
+
+      if (this.cancel) {
+        const left = this.ms.slots(job.id).filter((r) => r.state === 'queued')
+        this.progress.set({phase: 'cancelling'})
+        const marked = left.filter((r) => this.topo.slots[r.slot]!.pending)
+        if (marked.length) {
+          const epoch = await this.change((topo) => marked.map((r) => ({...topo.slots[r.slot]!, pending: false})))
+          await this.barrier(epoch)
+        }
+        for (const r of left) await this.masters.get(this.masterOf(r.source)).unlink(pendingSetKey(r.slot))
+        this.ms.recordCancelled(job, left.map((r) => r.slot))
+        this.ms.finish(job, 'cancelled')
+        this.progress.set({phase: 'cancelled'})
+        this.log(`job ${job.id} cancelled: ${job.progress.slotsDone} slot(s) moved, ${left.length} left where they were`)
+      } else {
+        this.ms.finish(job, 'done')
+        this.progress.set({phase: 'done'})
+      }
+      await this.progress.publish()
+      return this.summary(started, skipped)
+    } catch (err) {
+      const e = err as Error
+      const stateAfter = err instanceof StoppedError ? 'paused' : 'failed'
+      try {
+        this.ms.progress(job, {error: e.message}, stateAfter)
+      } catch {
+        // the checkpoint file itself may be the problem
+      }
+      this.progress.set({phase: 'stopped'})
+      if (err instanceof RstoreError) throw err
+      throw new RstoreError('EMIGRATE', `job ${job.id} stopped: ${e.message}; it is resumable: 'rstore migrate --resume'`)
+    }
+  }
+
+  private summary(started: number, skipped: number): JobSummary {
+    const p = this.job.progress
+    const seconds = (Date.now() - started) / 1000
+    const moveSec = (Date.now() - (this.moveStartedAt || started)) / 1000
+    return {
+      job: this.job.id,
+      kind: this.job.kind as MigrationKind,
+      state: this.cancel ? 'cancelled' : 'done',
+      resumed: this.resumed,
+      slotsTotal: p.slotsTotal,
+      slotsDone: p.slotsDone,
+      slotsCancelled: p.slotsCancelled,
+      slotsSkipped: skipped,
+      keysMoved: p.keysMoved,
+      bytesMoved: this.bytesThisRun,
+      seconds,
+      keysPerSecond: moveSec > 0 ? Math.round(this.keysThisRun / Math.max(moveSec, 0.001)) : 0,
+      barriers: this.barriers,
+      barrierWaitMs: Math.round(this.barrierWaitMs),
+      changes: this.changes,
+      changeMs: Math.round(this.changeMs),
+      bigKeys: this.ms.bigKeys(this.job.id).map((b) => ({slot: b.slot, key: printableKey(b.key), bytes: b.bytes, stallMs: Math.round(b.stallMs)})),
+    }
+  }
+
+  /** SCAN each source master once, bucketing the keys of the job's unfinished slots. */
+  private async scan(rec: Reconciled): Promise<void> {
+    const bySource = new Map<number, Set<number>>()
+    for (const r of [...rec.queued, ...(rec.inflight ? [rec.inflight] : [])]) {
+      let set = bySource.get(r.source)
+      if (!set) bySource.set(r.source, (set = new Set()))
+      set.add(r.slot)
+    }
+    this.progress.set({phase: 'scanning'})
+    let seen = 0
+    for (const [source, slots] of bySource) {
+      let st = this.ms.scanState(this.job.id, source)
+      if (st.done) continue
+      seen += st.seen
+      const addr = this.masterOf(source)
+      const conn = this.masters.get(addr)
+      let cursor = st.started ? st.cursor : '0'
+      const t0 = Date.now()
+      let pages = 0
+      for (;;) {
+        const [next, keys] = await scanPage(conn, cursor, this.opts.scanCount)
+        const matched: {slot: number; key: Buffer}[] = []
+        for (const key of keys) {
+          if (isInternalKey(key)) continue
+          const slot = slotOf(key)
+          if (slots.has(slot)) matched.push({slot, key})
+        }
+        this.ms.recordScanPage(this.job.id, source, next, next === '0', keys.length, matched)
+        seen += keys.length
+        this.progress.set({scannedKeys: seen})
+        cursor = next
+        if (next === '0') break
+        if (++pages % 20 === 0) await this.checkControl()
+        if (this.cancel) return
+      }
+      st = this.ms.scanState(this.job.id, source)
+      this.log(`scanned group ${source} (${addr}): ${st.seen} keys in ${((Date.now() - t0) / 1000).toFixed(1)} s`)
+    }
+  }
+
+  /**
+   * The slot is migrating and every proxy has acknowledged it (barrier passed), so no proxy routes
+   * its commands by the old table any more: clear its hold mark so that proxies serve it by moving
+   * each key they touch (rule 6). No barrier is needed: a proxy that has not applied this yet still
+   * holds the slot's commands, and the mover's own moves are already safe.
+   */
+  private async startMoving(row: SlotRow): Promise<void> {
+    const t = this.topo.slots[row.slot]!
+    if (t.state !== 'migrating' || !t.pending) return
+    await this.change((topo) => {
+      const now = topo.slots[row.slot]!
+      if (now.state !== 'migrating' || now.group !== row.target || now.from !== row.source) {
+        throw new ConflictError(`slot ${row.slot} is no longer migrating from group ${row.source} to group ${row.target} (now ${now.state} in group ${now.group})`)
+      }
+      return now.pending ? [{id: row.slot, state: 'migrating', group: row.target, from: row.source}] : []
+    })
+  }
+
+  /** Bucket, then pending set, then the check that none is left (each step checkpointed). */
+  private async moveSlot(row: SlotRow): Promise<void> {
+    const src = this.masters.get(this.masterOf(row.source))
+    const pendingKey = pendingSetKey(row.slot)
+    if (row.step === 'bucket') {
+      for (;;) {
+        const keys = this.ms.bucketPage(this.job.id, row.slot, row.bucketAfter, Math.max(this.batch, 200))
+        if (!keys.length) break
+        const res = await this.moveKeys(row, keys)
+        row.bucketAfter = keys[keys.length - 1]!
+        this.ms.recordBatch(this.job, row, res.moved, res.bytes, res.big)
+        await this.checkControl()
+      }
+      row.step = 'pending'
+      row.pendingCursor = '0'
+      this.ms.recordBatch(this.job, row, 0, 0, [])
+    }
+    if (row.step === 'pending') {
+      for (;;) {
+        const [next, members] = await sscanPage(src, pendingKey, row.pendingCursor, 1000)
+        const res = await this.moveKeys(row, members)
+        row.pendingCursor = next
+        if (next === '0') row.step = 'verify'
+        this.ms.recordBatch(this.job, row, res.moved, res.bytes, res.big)
+        if (next === '0') break
+        await this.checkControl()
+      }
+    }
+    // verify: nothing of the bucket or the pending set is left on the source.
+    for (let round = 1; ; round++) {
+      const left = await this.leftovers(row)
+      if (!left.length) return
+      if (round > 3) {
+        throw new RstoreError('EMIGRATE', `slot ${row.slot}: ${left.length} key(s) are still on group ${row.source} after moving (e.g. '${printableKey(left[0]!)}'); job ${this.job.id} is left resumable`)
+      }
+      this.log(`slot ${row.slot}: ${left.length} key(s) still on the source, moving them again`)
+      const res = await this.moveKeys(row, left)
+      this.ms.recordBatch(this.job, row, res.moved, res.bytes, res.big)
+    }
+  }
+
+  private async leftovers(row: SlotRow): Promise<Buffer[]> {
+    const src = this.masters.get(this.masterOf(row.source))
+    const left: Buffer[] = []
+    let after: Buffer | null = null
+    for (;;) {
+      const keys = this.ms.bucketPage(this.job.id, row.slot, after, 1000)
+      if (!keys.length) break
+      left.push(...(await existing(src, keys)))
+      after = keys[keys.length - 1]!
+    }
+    let cursor = '0'
+    do {
+      const [next, members] = await sscanPage(src, pendingSetKey(row.slot), cursor, 1000)
+      left.push(...(await existing(src, members.filter((k) => !isInternalKey(k)))))
+      cursor = next
+    } while (cursor !== '0')
+    return left
+  }
+
+  /** Online at the target and acknowledged: drop the pending set, record done. */
+  private async finishSlot(row: SlotRow): Promise<void> {
+    await this.masters.get(this.masterOf(row.source)).unlink(pendingSetKey(row.slot))
+    // A proxy that does not hold a marked migrating slot may have recorded keys on the target.
+    await this.masters.get(this.masterOf(row.target)).unlink(pendingSetKey(row.slot))
+    this.ms.recordDone(this.job, row.slot)
+    row.state = 'done'
+    this.progress.set({slotsDone: this.job.progress.slotsDone})
+  }
+
+  /** Waits so that keys moved since the rate window started stay under --rate. */
+  private async throttle(n: number): Promise<void> {
+    if (!(this.opts.rate > 0)) return
+    const now = Date.now()
+    if (!this.rateStart) {
+      this.rateStart = now
+      this.rateKeys = 0
+    }
+    const due = this.rateStart + (this.rateKeys / this.opts.rate) * 1000
+    if (due > now) await sleep(due - now)
+    this.rateKeys += n
+  }
+
+  /** MIGRATEs keys (of row's slot) from the source to the target master: batches, big keys alone. */
+  private async moveKeys(row: SlotRow, keysIn: Buffer[]): Promise<MoveResult> {
+    const res: MoveResult = {moved: 0, bytes: 0, big: []}
+    const seen = new Set<string>()
+    const keys: Buffer[] = []
+    for (const k of keysIn) {
+      if (isInternalKey(k)) continue
+      const id = k.toString('latin1')
+      if (seen.has(id)) continue
+      seen.add(id)
+      keys.push(k)
+    }
+    if (!keys.length) return res
+    const srcAddr = this.masterOf(row.source)
+    const dst = this.masterOf(row.target)
+    const src = this.masters.get(srcAddr)
+    for (let i = 0; i < keys.length; i += 1000) {
+      const chunk = keys.slice(i, i + 1000)
+      const sizes = await keySizes(src, chunk)
+      let batch: Buffer[] = []
+      let batchBytes = 0
+      const flush = async () => {
+        if (!batch.length) return
+        await this.throttle(batch.length)
+        await this.checkControl()
+        await migrateKeys(src, dst, batch, this.opts.migrateTimeoutMs)
+        res.moved += batch.length
+        res.bytes += batchBytes
+        this.keysThisRun += batch.length
+        this.bytesThisRun += batchBytes
+        this.progress.set({keysMoved: this.job.progress.keysMoved + res.moved})
+        if (this.opts.delayMs > 0) await sleep(this.opts.delayMs * batch.length)
+        batch = []
+        batchBytes = 0
+      }
+      for (let j = 0; j < chunk.length; j++) {
+        const size = sizes[j]
+        if (size === null || size === undefined) continue // gone (expired, deleted, or moved by a proxy)
+        const key = chunk[j]!
+        if (size > this.opts.bigKeyBytes) {
+          await flush()
+          await this.throttle(1)
+          await this.checkControl()
+          const r = await migrateKeys(src, dst, [key], this.opts.bigKeyTimeoutMs)
+          res.moved++
+          res.bytes += size
+          this.keysThisRun++
+          this.bytesThisRun += size
+          res.big.push({slot: row.slot, key, bytes: size, stallMs: r.ms})
+          this.progress.set({bigKeys: this.progress.state.bigKeys + 1})
+          this.log(`big key '${printableKey(key)}' (slot ${row.slot}, ${size} bytes) moved alone in ${r.ms.toFixed(0)} ms`)
+          if (this.opts.delayMs > 0) await sleep(this.opts.delayMs)
+          continue
+        }
+        batch.push(key)
+        batchBytes += size
+        if (batch.length >= this.batch || batchBytes >= this.opts.batchBytes) await flush()
+      }
+      await flush()
+    }
+    return res
+  }
+}
+
+export function printableKey(key: Buffer): string {
+  const s = key.toString('utf8')
+  const clean = /^[\x20-\x7e]*$/.test(s) ? s : JSON.stringify(s).slice(1, -1)
+  return clean.length > 80 ? `${clean.slice(0, 77)}...` : clean
+}
+
+export {BarrierTimeoutError}

@@ -1,0 +1,131 @@
+/**
+ * The Redis side of the mover: connections to group masters, SCAN/SSCAN pages, key sizes and
+ * `MIGRATE ... KEYS` with the retry rules of DESIGN.md section 5.
+ */
+import {Redis} from 'ioredis'
+import {RstoreError, UnreachableError} from '../errors.js'
+import {parseAddr} from '../topology/model.js'
+
+export const INTERNAL_PREFIX = Buffer.from('__rstore:')
+
+export function isInternalKey(key: Buffer): boolean {
+  return key.length >= INTERNAL_PREFIX.length && key.subarray(0, INTERNAL_PREFIX.length).equals(INTERNAL_PREFIX)
+}
+
+export class MigrateError extends RstoreError {
+  constructor(message: string) {
+    super('EMIGRATE', message)
+    this.name = 'MigrateError'
+  }
+}
+
+/** One ioredis connection per master address, reused for the whole job. */
+export class Masters {
+  private readonly conns = new Map<string, Redis>()
+
+  get(addr: string): Redis {
+    let c = this.conns.get(addr)
+    if (!c) {
+      const {host, port} = parseAddr(addr)
+      c = new Redis({host, port, lazyConnect: false, maxRetriesPerRequest: 3, connectTimeout: 3000, enableAutoPipelining: false})
+      c.on('error', () => {})
+      this.conns.set(addr, c)
+    }
+    return c
+  }
+
+  close(): void {
+    for (const c of this.conns.values()) c.disconnect()
+    this.conns.clear()
+  }
+}
+
+export async function scanPage(r: Redis, cursor: string, count: number): Promise<[string, Buffer[]]> {
+  const [next, keys] = await r.scanBuffer(cursor, 'COUNT', count)
+  return [next.toString(), keys]
+}
+
+export async function sscanPage(r: Redis, setKey: string, cursor: string, count: number): Promise<[string, Buffer[]]> {
+  const [next, members] = await r.sscanBuffer(setKey, cursor, 'COUNT', count)
+  return [next.toString(), members]
+}
+
+/** MEMORY USAGE of each key (null when the key does not exist), one pipeline. */
+export async function keySizes(r: Redis, keys: Buffer[]): Promise<(number | null)[]> {
+  if (!keys.length) return []
+  const p = r.pipeline()
+  for (const k of keys) p.call('MEMORY', 'USAGE', k)
+  const res = (await p.exec()) ?? []
+  return res.map(([err, v]) => {
+    if (err) throw err
+    return v === null || v === undefined ? null : Number(v)
+  })
+}
+
+/** How many of keys exist (EXISTS counts), and which when asked. */
+export async function existing(r: Redis, keys: Buffer[]): Promise<Buffer[]> {
+  if (!keys.length) return []
+  const n = Number(await r.call('EXISTS', ...keys))
+  if (n === 0) return []
+  const p = r.pipeline()
+  for (const k of keys) p.exists(k)
+  const res = (await p.exec()) ?? []
+  return keys.filter((_, i) => Number(res[i]?.[1] ?? 0) > 0)
+}
+
+function retryable(msg: string): boolean {
+  return /BUSYKEY|IOERR|timeout|timed out|ECONNRESET|ECONNREFUSED|EPIPE|Connection is closed|LOADING/i.test(msg)
+}
+
+export interface MigrateResult {
+  /** 'OK' (moved) or 'NOKEY' (none of them existed). */
+  reply: string
+  /** Tries with REPLACE after a BUSYKEY / IOERR / timeout. */
+  replaced: number
+  ms: number
+}
+
+/**
+ * `MIGRATE host port "" 0 timeout KEYS k1..kn` on the source. Without REPLACE first; after BUSYKEY,
+ * IOERR or a timeout a key may be on both sides, and the source copy is the authoritative one
+ * (nothing writes the target while a key is still on the source), so the retry uses REPLACE.
+ */
+export async function migrateKeys(src: Redis, target: string, keys: Buffer[], timeoutMs: number, attempts = 6): Promise<MigrateResult> {
+  const {host, port} = parseAddr(target)
+  const start = performance.now()
+  let replace = false
+  let replaced = 0
+  for (let attempt = 1; ; attempt++) {
+    const args: (string | Buffer)[] = [host, String(port), '', '0', String(timeoutMs)]
+    if (replace) args.push('REPLACE')
+    args.push('KEYS', ...keys)
+    try {
+      const reply = String(await src.call('MIGRATE', ...args))
+      return {reply, replaced, ms: performance.now() - start}
+    } catch (err) {
+      const msg = (err as Error).message
+      if (attempt >= attempts || !retryable(msg)) {
+        throw new MigrateError(`MIGRATE of ${keys.length} key(s) to ${target} failed: ${msg}`)
+      }
+      replace = true
+      replaced++
+      await new Promise((r) => setTimeout(r, Math.min(2000, 50 * 2 ** attempt)))
+    }
+  }
+}
+
+/** The master's maxmemory in bytes (0 = not set). */
+export async function maxmemory(addr: string): Promise<number> {
+  const {host, port} = parseAddr(addr)
+  const r = new Redis({host, port, lazyConnect: true, connectTimeout: 2000, maxRetriesPerRequest: 0, retryStrategy: () => null})
+  r.on('error', () => {})
+  try {
+    await r.connect()
+    const res = (await r.config('GET', 'maxmemory')) as string[]
+    return Number(res[1] ?? 0)
+  } catch (err) {
+    throw new UnreachableError(`server ${addr} does not answer CONFIG GET maxmemory: ${(err as Error).message}`)
+  } finally {
+    r.disconnect()
+  }
+}
