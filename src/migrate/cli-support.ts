@@ -93,7 +93,7 @@ export function summaryText(s: JobSummary): string {
       (s.slotsCancelled ? `, ${s.slotsCancelled} left in place by the cancel` : '') +
       (s.slotsSkipped ? `, ${s.slotsSkipped} already in place` : ''),
     `  keys moved: ${s.keysMoved} (${bytes(s.bytesMoved)} this run) in ${formatDuration(s.seconds)} (${s.seconds.toFixed(1)} s), ${s.keysPerSecond} keys/s while moving`,
-    `  topology changes: ${s.changes} (${s.changes ? (s.changeMs / s.changes).toFixed(0) : 0} ms each), barriers: ${s.barriers} (${s.barriers ? (s.barrierWaitMs / s.barriers).toFixed(0) : 0} ms each on average)`,
+    `  MIGRATE calls: ${(s.migrateMs / 1000).toFixed(1)} s; topology changes: ${s.changes} (${s.changes ? (s.changeMs / s.changes).toFixed(0) : 0} ms each), barriers: ${s.barriers} (${s.barriers ? (s.barrierWaitMs / s.barriers).toFixed(0) : 0} ms each on average)`,
   ]
   if (s.bigKeys.length) {
     lines.push(`  big keys (moved alone): ${s.bigKeys.length}`)

@@ -48,7 +48,8 @@ export interface SlotRow {
   target: number
   state: SlotRowState
   step: SlotStep
-  bucketAfter: Buffer | null
+  /** The last bucket chunk moved (-1: none yet). */
+  bucketSeq: number
   pendingCursor: string
   bucketKeys: number
   keysMoved: number
@@ -79,7 +80,7 @@ CREATE TABLE IF NOT EXISTS migration_slots (
   target INTEGER NOT NULL,
   state TEXT NOT NULL,
   step TEXT NOT NULL DEFAULT 'bucket',
-  bucket_after BLOB,
+  bucket_seq INTEGER NOT NULL DEFAULT -1,
   pending_cursor TEXT NOT NULL DEFAULT '0',
   bucket_keys INTEGER NOT NULL DEFAULT 0,
   keys_moved INTEGER NOT NULL DEFAULT 0,
@@ -98,11 +99,13 @@ CREATE TABLE IF NOT EXISTS migration_scans (
   seen INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (n, grp)
 );
-CREATE TABLE IF NOT EXISTS migration_keys (
+CREATE TABLE IF NOT EXISTS migration_buckets (
   n INTEGER NOT NULL,
   slot INTEGER NOT NULL,
-  key BLOB NOT NULL,
-  PRIMARY KEY (n, slot, key)
+  seq INTEGER NOT NULL,
+  count INTEGER NOT NULL,
+  keys BLOB NOT NULL,
+  PRIMARY KEY (n, slot, seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS migration_big_keys (
   n INTEGER NOT NULL,
@@ -121,7 +124,7 @@ interface SlotDbRow {
   target: number
   state: SlotRowState
   step: SlotStep
-  bucket_after: Buffer | null
+  bucket_seq: number
   pending_cursor: string
   bucket_keys: number
   keys_moved: number
@@ -137,7 +140,7 @@ function toSlotRow(r: SlotDbRow): SlotRow {
     target: r.target,
     state: r.state,
     step: r.step,
-    bucketAfter: r.bucket_after,
+    bucketSeq: r.bucket_seq,
     pendingCursor: r.pending_cursor,
     bucketKeys: r.bucket_keys,
     keysMoved: r.keys_moved,
@@ -172,16 +175,16 @@ export class MigrationStore {
          ON CONFLICT (n, grp) DO UPDATE SET cursor = excluded.cursor, started = 1, done = excluded.done, seen = migration_scans.seen + excluded.seen`,
       ),
       scanReset: db.prepare<[number, number]>('DELETE FROM migration_scans WHERE n = ? AND grp = ?'),
-      insertKey: db.prepare<[number, number, Buffer]>('INSERT OR IGNORE INTO migration_keys (n, slot, key) VALUES (?, ?, ?)'),
-      bucketPage: db.prepare<[number, number, Buffer, number], {key: Buffer}>(
-        'SELECT key FROM migration_keys WHERE n = ? AND slot = ? AND key > ? ORDER BY key LIMIT ?',
+      insertChunk: db.prepare<[number, number, number, number, Buffer]>('INSERT OR REPLACE INTO migration_buckets (n, slot, seq, count, keys) VALUES (?, ?, ?, ?, ?)'),
+      maxSeq: db.prepare<[number], {m: number | null}>('SELECT MAX(seq) AS m FROM migration_buckets WHERE n = ?'),
+      chunks: db.prepare<[number, number, number, number], {seq: number; count: number; keys: Buffer}>(
+        'SELECT seq, count, keys FROM migration_buckets WHERE n = ? AND slot = ? AND seq > ? ORDER BY seq LIMIT ?',
       ),
-      bucketFirst: db.prepare<[number, number, number], {key: Buffer}>('SELECT key FROM migration_keys WHERE n = ? AND slot = ? ORDER BY key LIMIT ?'),
-      bucketCounts: db.prepare<[number], {slot: number; c: number}>('SELECT slot, COUNT(*) AS c FROM migration_keys WHERE n = ? GROUP BY slot'),
+      bucketCounts: db.prepare<[number], {slot: number; c: number}>('SELECT slot, SUM(count) AS c FROM migration_buckets WHERE n = ? GROUP BY slot'),
       setBucketKeys: db.prepare<[number, number, number]>('UPDATE migration_slots SET bucket_keys = ? WHERE n = ? AND slot = ?'),
-      deleteBucket: db.prepare<[number, number]>('DELETE FROM migration_keys WHERE n = ? AND slot = ?'),
-      slotProgress: db.prepare<[SlotStep, Buffer | null, string, number, number, number, number]>(
-        'UPDATE migration_slots SET step = ?, bucket_after = ?, pending_cursor = ?, keys_moved = keys_moved + ?, bytes_moved = bytes_moved + ? WHERE n = ? AND slot = ?',
+      deleteBucket: db.prepare<[number, number]>('DELETE FROM migration_buckets WHERE n = ? AND slot = ?'),
+      slotProgress: db.prepare<[SlotStep, number, string, number, number, number, number]>(
+        'UPDATE migration_slots SET step = ?, bucket_seq = ?, pending_cursor = ?, keys_moved = keys_moved + ?, bytes_moved = bytes_moved + ? WHERE n = ? AND slot = ?',
       ),
       slotState: db.prepare<[SlotRowState, number | null, number, number, number]>(
         'UPDATE migration_slots SET state = ?, epoch = COALESCE(?, epoch), started_at = COALESCE(started_at, ?) WHERE n = ? AND slot = ?',
@@ -286,11 +289,16 @@ export class MigrationStore {
     this.st.scanReset.run(this.n(job), group)
   }
 
-  /** One SCAN page: its keys into the buckets and the next cursor, one transaction. */
-  recordScanPage(job: string, group: number, cursor: string, done: boolean, seen: number, keys: {slot: number; key: Buffer}[]): void {
+  /**
+   * SCAN pages of a source: their keys, one packed chunk per slot, and the cursor after the last page,
+   * one transaction. (A resumed scan repeats the pages after the last chunk; a key met twice is moved
+   * once: the second time it is no longer on the source.)
+   */
+  recordScanChunk(job: string, group: number, cursor: string, done: boolean, seen: number, perSlot: Map<number, Buffer[]>): void {
     const n = this.n(job)
     this.db.transaction(() => {
-      for (const k of keys) this.st.insertKey.run(n, k.slot, k.key)
+      const seq = (this.st.maxSeq.get(n)?.m ?? -1) + 1
+      for (const [slot, keys] of perSlot) if (keys.length) this.st.insertChunk.run(n, slot, seq, keys.length, packKeys(keys))
       this.st.scanUpsert.run(n, group, cursor, done ? 1 : 0, seen)
     })()
   }
@@ -308,16 +316,28 @@ export class MigrationStore {
     return total
   }
 
-  bucketPage(job: string, slot: number, after: Buffer | null, limit: number): Buffer[] {
-    const rows = after === null ? this.st.bucketFirst.all(this.n(job), slot, limit) : this.st.bucketPage.all(this.n(job), slot, after, limit)
-    return rows.map((r) => r.key)
+  /** The slot's bucket chunks after seq, in order, up to about minKeys keys (at least one chunk). */
+  bucketChunks(job: string, slot: number, afterSeq: number, minKeys: number): {seq: number; keys: Buffer[]} {
+    const n = this.n(job)
+    const keys: Buffer[] = []
+    let seq = afterSeq
+    while (keys.length < minKeys) {
+      const rows = this.st.chunks.all(n, slot, seq, 16)
+      if (!rows.length) break
+      for (const r of rows) {
+        keys.push(...unpackKeys(r.keys))
+        seq = r.seq
+        if (keys.length >= minKeys) break
+      }
+    }
+    return {seq, keys}
   }
 
   /** A batch of a slot moved: its position and counters with the job's counters, one transaction. */
   recordBatch(job: Job<MigrationProgress>, row: SlotRow, moved: number, bytes: number, bigKeys: BigKey[]): void {
     const n = this.n(job.id)
     this.db.transaction(() => {
-      this.st.slotProgress.run(row.step, row.bucketAfter, row.pendingCursor, moved, bytes, n, row.slot)
+      this.st.slotProgress.run(row.step, row.bucketSeq, row.pendingCursor, moved, bytes, n, row.slot)
       for (const b of bigKeys) this.st.bigKey.run(n, b.slot, b.key, b.bytes, b.stallMs)
       this.progress(job, {keysMoved: job.progress.keysMoved + moved, bigKeys: job.progress.bigKeys + bigKeys.length, currentSlot: row.slot})
     })()
@@ -364,10 +384,35 @@ export class MigrationStore {
   finish(job: Job<MigrationProgress>, state: 'done' | 'cancelled'): void {
     const n = this.n(job.id)
     this.db.transaction(() => {
-      this.db.prepare('DELETE FROM migration_keys WHERE n = ?').run(n)
+      this.db.prepare('DELETE FROM migration_buckets WHERE n = ?').run(n)
       this.st.setPhase.run('finished', n)
       this.st.setControl.run('run', job.id)
       this.progress(job, {phase: 'finished', currentSlot: -1, error: undefined}, state)
     })()
   }
+}
+
+/** Keys as one BLOB: each a 4-byte big-endian length and its bytes. */
+export function packKeys(keys: Buffer[]): Buffer {
+  let size = 0
+  for (const k of keys) size += 4 + k.length
+  const out = Buffer.allocUnsafe(size)
+  let o = 0
+  for (const k of keys) {
+    out.writeUInt32BE(k.length, o)
+    k.copy(out, o + 4)
+    o += 4 + k.length
+  }
+  return out
+}
+
+export function unpackKeys(buf: Buffer): Buffer[] {
+  const out: Buffer[] = []
+  let o = 0
+  while (o + 4 <= buf.length) {
+    const len = buf.readUInt32BE(o)
+    out.push(Buffer.from(buf.subarray(o + 4, o + 4 + len)))
+    o += 4 + len
+  }
+  return out
 }

@@ -50,7 +50,7 @@ export interface MoveOptions {
 export const DEFAULT_MOVE_OPTIONS: MoveOptions = {
   delayMs: 0,
   rate: 0,
-  batch: 500,
+  batch: 200,
   batchBytes: 4 * 1024 * 1024,
   barrierTimeoutSec: 60,
   bigKeyBytes: 8 * 1024 * 1024,
@@ -90,6 +90,8 @@ export interface JobSummary {
   /** Topology changes written and the time they took (ms). */
   changes: number
   changeMs: number
+  /** Time spent in MIGRATE calls of small-key batches (the source is blocked meanwhile), ms. */
+  migrateMs: number
   bigKeys: {slot: number; key: string; bytes: number; stallMs: number}[]
   message?: string
 }
@@ -321,6 +323,7 @@ function emptySummary(kind: MigrationKind | 'none', started: number): JobSummary
     barrierWaitMs: 0,
     changes: 0,
     changeMs: 0,
+    migrateMs: 0,
     bigKeys: [],
   }
 }
@@ -341,6 +344,7 @@ class Mover {
   private barriers = 0
   private barrierWaitMs = 0
   private changes = 0
+  private migrateMs = 0
   private changeMs = 0
   private keysThisRun = 0
   private bytesThisRun = 0
@@ -601,6 +605,7 @@ class Mover {
       barrierWaitMs: Math.round(this.barrierWaitMs),
       changes: this.changes,
       changeMs: Math.round(this.changeMs),
+      migrateMs: Math.round(this.migrateMs),
       bigKeys: this.ms.bigKeys(this.job.id).map((b) => ({slot: b.slot, key: printableKey(b.key), bytes: b.bytes, stallMs: Math.round(b.stallMs)})),
     }
   }
@@ -623,19 +628,35 @@ class Mover {
       const conn = this.masters.get(addr)
       let cursor = st.started ? st.cursor : '0'
       const t0 = Date.now()
+      let perSlot = new Map<number, Buffer[]>()
+      let pending = 0
+      let pagesSeen = 0
+      let lastFlush = Date.now()
+      const flush = (next: string, done: boolean) => {
+        this.ms.recordScanChunk(this.job.id, source, next, done, pagesSeen, perSlot)
+        perSlot = new Map()
+        pending = 0
+        pagesSeen = 0
+        lastFlush = Date.now()
+      }
       let pages = 0
       for (;;) {
         const [next, keys] = await scanPage(conn, cursor, this.opts.scanCount)
-        const matched: {slot: number; key: Buffer}[] = []
         for (const key of keys) {
           if (isInternalKey(key)) continue
           const slot = slotOf(key)
-          if (slots.has(slot)) matched.push({slot, key})
+          if (!slots.has(slot)) continue
+          const list = perSlot.get(slot)
+          if (list) list.push(key)
+          else perSlot.set(slot, [key])
+          pending++
         }
-        this.ms.recordScanPage(this.job.id, source, next, next === '0', keys.length, matched)
+        pagesSeen += keys.length
         seen += keys.length
         this.progress.set({scannedKeys: seen})
         cursor = next
+        // One transaction per ~50k bucketed keys or 2 s: few, large chunks (one per slot).
+        if (next === '0' || pending >= 50_000 || Date.now() - lastFlush >= 2000) flush(next, next === '0')
         if (next === '0') break
         if (++pages % 20 === 0) await this.checkControl()
         if (this.cancel) return
@@ -669,10 +690,10 @@ class Mover {
     const pendingKey = pendingSetKey(row.slot)
     if (row.step === 'bucket') {
       for (;;) {
-        const keys = this.ms.bucketPage(this.job.id, row.slot, row.bucketAfter, Math.max(this.batch, 200))
+        const {seq, keys} = this.ms.bucketChunks(this.job.id, row.slot, row.bucketSeq, Math.max(this.batch, 1000))
         if (!keys.length) break
         const res = await this.moveKeys(row, keys)
-        row.bucketAfter = keys[keys.length - 1]!
+        row.bucketSeq = seq
         this.ms.recordBatch(this.job, row, res.moved, res.bytes, res.big)
         await this.checkControl()
       }
@@ -707,12 +728,12 @@ class Mover {
   private async leftovers(row: SlotRow): Promise<Buffer[]> {
     const src = this.masters.get(this.masterOf(row.source))
     const left: Buffer[] = []
-    let after: Buffer | null = null
+    let seq = -1
     for (;;) {
-      const keys = this.ms.bucketPage(this.job.id, row.slot, after, 1000)
-      if (!keys.length) break
-      left.push(...(await existing(src, keys)))
-      after = keys[keys.length - 1]!
+      const chunk = this.ms.bucketChunks(this.job.id, row.slot, seq, 1000)
+      if (!chunk.keys.length) break
+      for (let i = 0; i < chunk.keys.length; i += 1000) left.push(...(await existing(src, chunk.keys.slice(i, i + 1000))))
+      seq = chunk.seq
     }
     let cursor = '0'
     do {
@@ -771,7 +792,9 @@ class Mover {
         if (!batch.length) return
         await this.throttle(batch.length)
         await this.checkControl()
+        const t0 = performance.now()
         await migrateKeys(src, dst, batch, this.opts.migrateTimeoutMs)
+        this.migrateMs += performance.now() - t0
         res.moved += batch.length
         res.bytes += batchBytes
         this.keysThisRun += batch.length

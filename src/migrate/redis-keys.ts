@@ -50,16 +50,17 @@ export async function sscanPage(r: Redis, setKey: string, cursor: string, count:
   return [next.toString(), members]
 }
 
-/** MEMORY USAGE of each key (null when the key does not exist), one pipeline. */
+const SIZES_SCRIPT = "local out = {} for i, k in ipairs(KEYS) do out[i] = redis.call('MEMORY', 'USAGE', k) or -1 end return out"
+
+/** MEMORY USAGE of each key (null when the key does not exist): one script call per 1000 keys. */
 export async function keySizes(r: Redis, keys: Buffer[]): Promise<(number | null)[]> {
-  if (!keys.length) return []
-  const p = r.pipeline()
-  for (const k of keys) p.call('MEMORY', 'USAGE', k)
-  const res = (await p.exec()) ?? []
-  return res.map(([err, v]) => {
-    if (err) throw err
-    return v === null || v === undefined ? null : Number(v)
-  })
+  const out: (number | null)[] = []
+  for (let i = 0; i < keys.length; i += 1000) {
+    const chunk = keys.slice(i, i + 1000)
+    const res = (await r.call('EVAL', SIZES_SCRIPT, String(chunk.length), ...chunk)) as number[]
+    for (const v of res) out.push(v < 0 ? null : Number(v))
+  }
+  return out
 }
 
 /** How many of keys exist (EXISTS counts), and which when asked. */
