@@ -1,5 +1,6 @@
 import {Socket} from 'node:net'
 import {ReplyScanner} from './resp.js'
+import {writeBatch} from './write.js'
 
 /** Called once per request with the raw reply bytes, or with an error text (no leading '-'). */
 export type ReplyHandler = (raw: Buffer | null, error?: string) => void
@@ -125,13 +126,7 @@ export class BackendConn {
     const out = this.outbox
     if (!sock || out.length === 0) return
     this.outbox = []
-    if (out.length === 1) {
-      sock.write(out[0]!)
-    } else {
-      sock.cork()
-      for (const b of out) sock.write(b)
-      sock.uncork()
-    }
+    writeBatch(sock, out)
   }
 
   /** Resolves when every request sent so far has been answered (or failed). */

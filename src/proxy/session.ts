@@ -1,4 +1,5 @@
 import type {Socket} from 'node:net'
+import {writeBatch} from './write.js'
 import {ProtocolError, RequestParser, encodeError, type Limits, type Request} from './resp.js'
 
 /** One reply position in a client's queue; replies are written strictly in request order. */
@@ -141,12 +142,7 @@ export class Session {
         this.head = 0
       }
     }
-    if (out.length === 1) this.socket.write(out[0]!)
-    else {
-      this.socket.cork()
-      for (const b of out) this.socket.write(b)
-      this.socket.uncork()
-    }
+    writeBatch(this.socket, out)
     if (this.closing && this.head === q.length) this.socket.end()
   }
 
