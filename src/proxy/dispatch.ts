@@ -30,6 +30,50 @@ export interface DispatchContext {
   refusal: string
   /** rstore rules (regex -> shard -> db group); keys no rule claims fall through to slot routing. */
   rules: DbGroupExecutor
+  /** Requests waiting for a held slot (see SlotRoute.hold), in arrival order. */
+  parked: Parked[]
+}
+
+export interface Parked {
+  session: Session
+  spec: CommandSpec
+  req: Request
+  slot: ReplySlot
+  since: number
+}
+
+/** Parks a request on a held slot; the session's later requests wait behind it. */
+function park(ctx: DispatchContext, session: Session, spec: CommandSpec, req: Request, slot: ReplySlot): void {
+  session.held = session.held ?? []
+  ctx.parked.push({session, spec, req, slot, since: Date.now()})
+}
+
+/**
+ * Routes parked requests again under the current table (after a topology change), oldest first;
+ * those older than maxWaitMs get an error instead (a mover that died while holding a slot).
+ */
+export function unpark(ctx: DispatchContext, maxWaitMs: number): void {
+  if (ctx.parked.length === 0) return
+  const list = ctx.parked
+  ctx.parked = []
+  const now = Date.now()
+  for (const p of list) {
+    const {session} = p
+    if (session.closed) continue
+    const queued = session.held ?? []
+    session.held = null
+    if (now - p.since > maxWaitMs) {
+      session.fill(p.slot, encodeError(`ERR slot is held for a migration that has not started for ${Math.round(maxWaitMs / 1000)} s; retry`))
+    } else {
+      routeRequest(ctx, session, p.spec, p.req, p.slot)
+    }
+    // The request may have parked again or be moving keys: the queued ones stay behind it.
+    if (session.held) (session.held as Request[]).push(...queued)
+    else {
+      session.held = queued
+      session.release()
+    }
+  }
 }
 
 function lower(b: Buffer): string {
@@ -83,6 +127,13 @@ export function dispatch(ctx: DispatchContext, session: Session, req: Request): 
     return
   }
   if (ctx.rules.router.requiresRules && dispatchByRule(ctx.rules, session, spec, args, slot)) return
+  routeRequest(ctx, session, spec, req, slot)
+}
+
+/** Slot routing of a request whose reply position is reserved. */
+function routeRequest(ctx: DispatchContext, session: Session, spec: CommandSpec, req: Request, slot: ReplySlot): void {
+  const args = req.args
+  const name = spec.name
   if (spec.kind === 'single') {
     const key = args[spec.firstKey]
     if (!key) {
@@ -128,6 +179,7 @@ function dispatchSingle(ctx: DispatchContext, session: Session, spec: CommandSpe
     session.fill(slot, encodeError(slotError(n, route)))
     return
   }
+  if (route.hold) return park(ctx, session, spec, req, slot)
   const raw = req.raw ?? encodeCommand(req.args)
   if (route.state === 'online') {
     const conn = ctx.pool.get(route.master, session.id)
@@ -247,6 +299,7 @@ function dispatchMulti(ctx: DispatchContext, session: Session, spec: CommandSpec
     return
   }
   const {routes, slots} = routed
+  if (routes.some((r) => r.hold)) return park(ctx, session, spec, req, slot)
   const master = routes[0]!.master
   if (routes.some((r) => r.master !== master)) {
     session.fill(slot, encodeError(CROSSSLOT))
@@ -282,6 +335,7 @@ function dispatchSplit(ctx: DispatchContext, session: Session, spec: CommandSpec
     return
   }
   const {routes, slots} = routed
+  if (routes.some((r) => r.hold)) return park(ctx, session, spec, req, slot)
   const keys = indexes.map((i) => args[i]!)
   const groups = new Map<string, number[]>() // master -> positions in indexes
   routes.forEach((r, pos) => {

@@ -4,7 +4,7 @@ import type {Coordinator, Lease, Op, Watcher} from '../coord/types.js'
 import {TopologyStore} from '../coord/topology-store.js'
 import {topologyProblem, type ProxyInfo} from '../topology/model.js'
 import {BackendPool, setAfterRepliesHook} from './backend.js'
-import {dispatch, type DispatchContext} from './dispatch.js'
+import {dispatch, unpark, type DispatchContext} from './dispatch.js'
 import {answerLocal, REDIS_COMPAT_VERSION, RSTORE_VERSION, type LocalHost} from './local.js'
 import {ProxyMetrics} from './metrics.js'
 import {DEFAULT_LIMITS, encodeError, type Limits, type Request} from './resp.js'
@@ -44,6 +44,9 @@ export const DEFAULT_PROXY_OPTIONS: Omit<ProxyOptions, 'id' | 'host' | 'port' | 
 
 type Log = (line: string) => void
 
+/** A request waits at most this long for a held slot (only a mover that died mid-step holds longer). */
+const PARK_MAX_MS = 30_000
+
 /**
  * The proxy: accepts Redis clients, routes their commands by slot to group masters, and follows the
  * topology in the coordinator (DESIGN.md section 8 and rules 3-6).
@@ -63,6 +66,7 @@ export class Proxy implements SessionHost, LocalHost {
   private applying: Promise<void> | null = null
   private applyAgain = false
   private stopped = false
+  private parkTimer: NodeJS.Timeout | null = null
   readonly startedAt = Date.now()
   /** Why the newest topology was refused, if it was. */
   topologyError = ''
@@ -81,6 +85,7 @@ export class Proxy implements SessionHost, LocalHost {
       local: (session, spec, args, slot) => answerLocal(this, session, spec, args, slot),
       refusal: 'ERR proxy is offline',
       rules: new DbGroupExecutor(),
+      parked: [],
     }
     setAfterRepliesHook(flushDirtySessions)
   }
@@ -106,6 +111,14 @@ export class Proxy implements SessionHost, LocalHost {
     )
     await this.applyTopology()
     await this.listen()
+    this.parkTimer = setInterval(() => {
+      const oldest = this.ctx.parked[0]
+      if (oldest && Date.now() - oldest.since > PARK_MAX_MS) {
+        unpark(this.ctx, PARK_MAX_MS)
+        flushDirtySessions()
+      }
+    }, 1000)
+    this.parkTimer.unref()
   }
 
   private onProgress(value: string): void {
@@ -247,6 +260,8 @@ export class Proxy implements SessionHost, LocalHost {
           const table = buildRoutingTable(topo)
           this.ctx.table = table
           this.ctx.rules.setRouter(rules!)
+          unpark(this.ctx, PARK_MAX_MS)
+          flushDirtySessions()
           this.pool.retain(new Set(table.masters.concat(this.migratingSources(table))))
           await this.pool.drainAll()
           await this.publish()
@@ -386,6 +401,7 @@ export class Proxy implements SessionHost, LocalHost {
 
   async stop(): Promise<void> {
     this.stopped = true
+    if (this.parkTimer) clearInterval(this.parkTimer)
     for (const w of this.watchers) await w.close().catch(() => {})
     this.server?.close()
     for (const s of this.sessionsById.values()) s.socket.destroy()

@@ -12,6 +12,12 @@ export interface SlotRoute {
   fromGroup: number
   /** Part of a migration job not yet started: writes record their key in the pending set. */
   pending: boolean
+  /**
+   * Migrating but not yet acknowledged by every proxy (stored as migrating + pending): commands wait
+   * in the proxy, touching neither side, until the move starts. Otherwise a proxy still routing to
+   * the source and one already moving keys to the target could each see half of the data.
+   */
+  hold: boolean
 }
 
 export interface RoutingTable {
@@ -42,7 +48,8 @@ export function buildRoutingTable(topo: Topology): RoutingTable {
       master: masterAddr(s?.group),
       fromGroup: s?.from ?? 0,
       fromMaster: s?.state === 'migrating' ? masterAddr(s.from) : '',
-      pending: Boolean(s?.pending),
+      pending: s?.state === 'online' && Boolean(s.pending),
+      hold: s?.state === 'migrating' && Boolean(s.pending),
     }
   }
   const masters = new Set<string>()
