@@ -292,6 +292,9 @@ export async function runMigrationJob(
     if (!resumed) ms.progress(job, {error: `not started: ${(err as Error).message}`}, 'cancelled')
     throw err
   }
+  progress.setLease(lock.lease.id)
+  // Started by hand (and now the only mover): a pause left by a mover that died paused no longer applies.
+  if (ms.control(job.id) === 'pause') ms.setControl(job.id, 'run')
   const mover = new Mover(store, ms, job, lock, opts, progress, resumed)
   const onAbort = () => mover.requestStop()
   signal?.addEventListener('abort', onAbort)
@@ -418,7 +421,10 @@ class Mover {
     const waited = await waitForProxies(this.store, epoch, {
       timeoutMs: this.opts.barrierTimeoutSec * 1000,
       log: (l) => this.log(l),
-      check: () => this.lock.check(),
+      check: () => {
+        this.lock.check()
+        if (this.stopAsked) throw new StoppedError(`stopped on request while waiting for the proxies; job ${this.job.id} is left paused: resume it with 'rstore migrate --resume'`)
+      },
       resumeHint: `Job ${this.job.id} is left resumable: once the proxy applies the topology (or is stopped: its registration expires with its lease), run 'rstore migrate --resume'`,
     })
     this.barriers++
@@ -464,7 +470,7 @@ class Mover {
     try {
       this.topo = await this.store.load()
       const rows = this.ms.slots(job.id)
-      let rec = reconcile(job, this.topo, rows)
+      const rec = reconcile(job, this.topo, rows)
       if (this.ms.control(job.id) === 'cancel') this.cancel = true
 
       // 1. pending marks

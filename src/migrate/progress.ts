@@ -60,6 +60,11 @@ export class Progress {
     this.state = {job, phase: 'starting', slotsDone: 0, slotsTotal: 0, keysMoved: 0, keysTotal: 0, scannedKeys: 0, currentSlot: -1, epoch: 0, bigKeys: 0}
   }
 
+  /** Binds the coordinator progress record to the job's lock lease (it disappears with the mover). */
+  setLease(id: string): void {
+    this.opts.lease = id
+  }
+
   start(): void {
     if (this.opts.tty && !this.opts.quiet) {
       this.multibar = new cliProgress.MultiBar(

@@ -17,16 +17,15 @@ after(async () => {
 })
 
 async function refused(args: string[], re: RegExp, code?: number): Promise<void> {
-  const before = JSON.stringify(await slotRanges(c))
   const r = await c.cli(args)
   assert.notEqual(r.code, 0, `${args.join(' ')} should fail:\n${r.stdout}`)
   if (code !== undefined) assert.equal(r.code, code)
   assert.match(r.stderr, re)
   assert.equal(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr}`)
-  assert.equal(JSON.stringify(await slotRanges(c)), before, 'nothing changed')
 }
 
 test('refusals name the reason and change nothing', async () => {
+  const before = JSON.stringify(await slotRanges(c))
   await refused(['migrate', '5', '3', '2'], /invalid slot range 5-3/)
   await refused(['migrate', '0', '1024', '2'], /invalid slot '1024'/)
   await refused(['migrate', '0', '10', 'x'], /invalid group id 'x'/)
@@ -40,6 +39,8 @@ test('refusals name the reason and change nothing', async () => {
   await refused(['rebalance', '--by', 'slots', '--dry-run'], /every slot must be online.*900-1023/)
   await refused(['jobs', 'pause', 'nope'], /no job 'nope'|no checkpoint file/)
   await refused(['jobs', 'cancel', 'nope'], /no job 'nope'|no checkpoint file/)
+  assert.equal(JSON.stringify(await slotRanges(c)), before, 'nothing changed')
+  assert.deepEqual(await jobs(c), [], 'no job was created')
 })
 
 test('a small migration: JSON summary, job listing, nothing left to do afterwards', async () => {

@@ -29,7 +29,7 @@ for (const coordinator of (process.env.RSTORE_TEST_COORD ? [process.env.RSTORE_T
       const c = await startCluster({groups: 2, proxies: 2, slots: 'group1', coordinator})
       let w: Workload | undefined
   try {
-        w = new Workload([c.proxies[0]!.client(), c.proxies[1]!.client()], {initialPerKind: 1000, growPerKind: 300, writers: 8})
+        w = new Workload([c.proxies[0]!.client(), c.proxies[1]!.client()], {initialPerKind: 1000, growPerKind: 300, writers: 6})
         await w.populate()
         w.start()
         await sleep(300)
