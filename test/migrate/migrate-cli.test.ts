@@ -63,3 +63,21 @@ test('a small migration: JSON summary, job listing, nothing left to do afterward
   // pause of a finished job is refused
   await refused(['jobs', 'pause', s.job], /already done/)
 })
+
+test('--delay sleeps after each key, --rate caps keys per second', async () => {
+  const r = c.proxies[0]!.client()
+  const inSlots = (from: number, to: number, n: number) =>
+    Array.from({length: 20_000}, (_, i) => `t${i}`).filter((k) => slotOf(k) >= from && slotOf(k) <= to).slice(0, n)
+  const slow = inSlots(20, 29, 40)
+  for (const k of slow) await r.set(k, k)
+  const delayed = JSON.parse(await c.cliOk(['migrate', '20', '29', '2', '--delay=25', '--json'])) as {keysMoved: number; seconds: number}
+  // (the earlier test's keys of these slots move too)
+  assert.ok(delayed.keysMoved >= slow.length)
+  assert.ok(delayed.seconds >= (delayed.keysMoved * 25) / 1000, `${delayed.keysMoved} keys with --delay=25 took ${delayed.seconds} s`)
+  const rated = inSlots(30, 39, 60)
+  for (const k of rated) await r.set(k, k)
+  const capped = JSON.parse(await c.cliOk(['migrate', '30', '39', '2', '--rate', '40', '--json'])) as {keysMoved: number; seconds: number}
+  assert.ok(capped.keysMoved >= rated.length)
+  assert.ok(capped.seconds >= (capped.keysMoved - 4) / 40, `${capped.keysMoved} keys at --rate 40 took ${capped.seconds} s`)
+  for (const k of [...slow, ...rated]) assert.equal(await r.get(k), k)
+})
