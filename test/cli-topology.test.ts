@@ -2,34 +2,22 @@
 // embedded coordinator (a temp SQLite file) and once with a real etcd, against real redis-servers.
 // Every refusal must exit non-zero with ONE readable stderr line and leave the stored state unchanged.
 import assert from 'node:assert/strict'
-import {execFile} from 'node:child_process'
-import {fileURLToPath} from 'node:url'
-import {dirname, join, resolve} from 'node:path'
+import {join} from 'node:path'
 import {after, before, describe, test} from 'node:test'
 import type {RstoreConfig} from '../src/config.js'
 import {openCoordinator} from '../src/coord/index.js'
 import {TopologyStore} from '../src/coord/topology-store.js'
 import type {Coordinator} from '../src/coord/types.js'
 import {startEtcd, type EtcdServer} from './harness/etcd.js'
+import {runCli, type CliResult} from './harness/cluster.js'
 import {freePort, removeDir, tempDir, waitFor} from './harness/process.js'
 import {startRedis, type RedisServer} from './harness/redis.js'
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..')
-const BIN = join(ROOT, 'bin/run.js')
 
-interface Run {
-  code: number
-  stdout: string
-  stderr: string
-}
+type Run = CliResult
 
 function run(args: string[], cwd: string): Promise<Run> {
-  return new Promise((res) => {
-    execFile(process.execPath, [BIN, ...args], {cwd, timeout: 60_000, env: {...process.env, NO_COLOR: '1'}}, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as {code?: unknown}).code === 'number' ? ((err as {code: number}).code) : 99) : 0
-      res({code, stdout, stderr})
-    })
-  })
+  return runCli(args, {cwd, timeoutMs: 60_000, env: {...process.env, NO_COLOR: '1'}})
 }
 
 /** Runs fns with at most `limit` at a time (the binary costs ~0.5 s of CPU per call). */

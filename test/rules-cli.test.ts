@@ -1,9 +1,7 @@
 // The rstore config objects (dbunit, dbgroup, shard, rule) and `rstore route`: core functions in-process
 // against the embedded coordinator, and the commands through the built binary (node bin/run.js).
 import assert from 'node:assert/strict'
-import {execFile} from 'node:child_process'
-import {dirname, join, resolve} from 'node:path'
-import {fileURLToPath} from 'node:url'
+import {join} from 'node:path'
 import {after, before, describe, test} from 'node:test'
 import {addConfig, listConfig, loadRulesConfig, removeConfig, updateConfig} from '../src/admin/rules-config.js'
 import {routeKey} from '../src/admin/route.js'
@@ -12,24 +10,14 @@ import {TopologyStore} from '../src/coord/topology-store.js'
 import {ConflictError, NotFoundError} from '../src/errors.js'
 import {RuleConfigError} from '../src/topology/rules.js'
 import {slotOf} from '../src/topology/slots.js'
+import {runCli, type CliResult} from './harness/cluster.js'
 import {removeDir, tempDir} from './harness/process.js'
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..')
-const BIN = join(ROOT, 'bin/run.js')
 
-interface Run {
-  code: number
-  stdout: string
-  stderr: string
-}
+type Run = CliResult
 
 function run(args: string[]): Promise<Run> {
-  return new Promise((res) => {
-    execFile(process.execPath, [BIN, ...args], {timeout: 60_000, env: {...process.env, NO_COLOR: '1'}}, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as {code?: unknown}).code === 'number' ? (err as {code: number}).code : 99) : 0
-      res({code, stdout, stderr})
-    })
-  })
+  return runCli(args, {timeoutMs: 60_000, env: {...process.env, NO_COLOR: '1'}})
 }
 
 let dir: string
