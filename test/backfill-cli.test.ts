@@ -11,7 +11,8 @@ import {fileURLToPath} from 'node:url'
 import {after, before, describe, test} from 'node:test'
 import Database from 'better-sqlite3'
 import type {Redis} from 'ioredis'
-import {openStore, type KeyStore} from '../src/backends/index.js'
+import {openStore, parseStoreUrl, type KeyStore} from '../src/backends/index.js'
+import {createJob, openCheckpoints} from '../src/migrate/checkpoints.js'
 import {slotOf} from '../src/topology/slots.js'
 import {startMariaDb, type MariaDbServer} from './harness/mariadb.js'
 import {startPostgres, type PostgresServer} from './harness/postgres.js'
@@ -268,6 +269,72 @@ test('a key that cannot be copied is retried, recorded and reported, never dropp
     assert.equal(rows[0].key.toString(), `long:${'k'.repeat(1100)}`)
   } finally {
     await r.del(`long:${'k'.repeat(1100)}`, 'long:short')
+  }
+})
+
+test('a different backfill while one is unfinished is refused, naming it and how to finish it (DESIGN.md section 6)', async () => {
+  const url = await targetUrl('postgres', 'unfinished')
+  const prod = nextProduct()
+  // An interrupted backfill of mix:str:1* (as left by Ctrl-C: paused, nothing copied yet).
+  const args = {from: 'redis', to: 'postgres', source: src.addr, target: parseStoreUrl(url).display, match: 'mix:str:1*'}
+  const db = openCheckpoints(cpDir, prod)
+  const job = createJob(db, 'backfill', args, {scanned: 0, copied: 0, skipped: 0, expired: 0, failed: 0, cursor: '0', pages: 0, pid: 1, host: 'elsewhere'}, 'paused')
+  db.close()
+  const other = await rstore(['backfill', '--to', 'postgres', '--source', src.addr, '--target', url, '--match', 'mix:set:*', ...base(prod)])
+  assert.notEqual(other.code, 0, other.stdout)
+  const lines = other.stderr.trim().split('\n')
+  assert.equal(lines.length, 1, other.stderr)
+  assert.match(lines[0], new RegExp(`backfill job ${job.id} is unfinished \\(paused; 0 keys scanned, 0 copied\\)`))
+  assert.match(lines[0], /finish it first by re-running the same command: rstore backfill --from redis --to postgres --source \S+ --target postgres:\/\/\S+\/unfinished --match 'mix:str:1\*'/)
+  const target = await openStore(parseStoreUrl(url), {reapIntervalMs: 0})
+  try {
+    assert.equal(await target.dbsize(), 0, 'the refused backfill wrote nothing')
+    // Finishing the unfinished one (the same command) resumes it; then the other one runs.
+    const finish = await rstore(['backfill', '--to', 'postgres', '--source', src.addr, '--target', url, '--match', 'mix:str:1*', '--json', ...base(prod)])
+    assert.equal(finish.code, 0, finish.stderr)
+    const f = JSON.parse(finish.stdout)
+    assert.equal(f.job, job.id)
+    assert.equal(f.resumed, true)
+    assert.equal(f.state, 'done')
+    assert.equal(f.copied, 111)
+    const next = await rstore(['backfill', '--to', 'postgres', '--source', src.addr, '--target', url, '--match', 'mix:set:*', '--json', ...base(prod)])
+    assert.equal(next.code, 0, next.stderr)
+    assert.equal(JSON.parse(next.stdout).copied, 100)
+  } finally {
+    await target.close()
+  }
+})
+
+test('--group N reads the source from the coordinator: the master of that server group', async () => {
+  const url = await targetUrl('mysql', 'by_group')
+  const prod = nextProduct()
+  const coord = ['--coordinator', 'embedded', '--coordinator-addr', join(cpDir, `${prod}-meta.db`)]
+  for (const args of [['slot', 'init'], ['server', 'add', '1', src.addr, 'master'], ['server', 'add-group', '2']]) {
+    const r = await rstore([...args, ...coord, ...base(prod)])
+    assert.equal(r.code, 0, r.stderr)
+  }
+  const bf = (...extra: string[]) => rstore(['backfill', '--to', 'mysql', '--target', url, '--match', 'mix:list:*', ...coord, ...base(prod), ...extra])
+  const missing = await bf('--group', '7')
+  assert.notEqual(missing.code, 0)
+  assert.match(missing.stderr, /group 7 does not exist \(groups: 1, 2\)/)
+  const empty = await bf('--group', '2')
+  assert.notEqual(empty.code, 0)
+  assert.match(empty.stderr, /group 2 has no master/)
+  const both = await bf('--group', '1', '--source', src.addr)
+  assert.notEqual(both.code, 0)
+  assert.match(both.stderr, /--group|--source/)
+  assert.equal(existsSync(join(cpDir, `${prod}.db`)), false, 'nothing checkpointed by refused runs')
+  const res = await bf('--group', '1', '--json')
+  assert.equal(res.code, 0, res.stderr)
+  const out = JSON.parse(res.stdout)
+  assert.equal(out.state, 'done')
+  assert.equal(out.copied, 40)
+  const target = await openStore(parseStoreUrl(url), {reapIntervalMs: 0})
+  try {
+    const [a, b] = await Promise.all([src.client().lrange('mix:list:7', 0, -1), target.readKey(Buffer.from('mix:list:7'))])
+    assert.deepEqual((b?.value as Buffer[]).map(String), a)
+  } finally {
+    await target.close()
   }
 })
 

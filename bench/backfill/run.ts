@@ -3,7 +3,9 @@
  * redis-server into MariaDB and into PostgreSQL (both started locally by the test harness, with
  * relaxed durability), through the same core as `rstore backfill`. Prints keys/s and rows/s.
  *
- *   npm run build && node dist/bench/backfill/run.js [keys] [concurrency] [batch]
+ *   npm run build && node dist/bench/backfill/run.js [keys] [concurrency] [batch] [strings]
+ *
+ * With a fifth argument `strings`, only string keys are seeded and only the strings-only runs are made.
  */
 import {backfill} from '../../src/migrate/backfill.js'
 import {startMariaDb} from '../../test/harness/mariadb.js'
@@ -14,14 +16,15 @@ import {startRedis} from '../../test/harness/redis.js'
 const total = Number(process.argv[2] ?? 500_000)
 const concurrency = Number(process.argv[3] ?? 8)
 const batch = Number(process.argv[4] ?? 1000)
+const stringsOnly = process.argv[5] === 'strings'
 
 const redis = await startRedis()
 const [maria, postgres] = await Promise.all([startMariaDb(), startPostgres()])
 const cp = tempDir('bench-checkpoints')
 try {
   const r = redis.client()
-  const hashes = Math.floor(total * 0.06)
-  const sets = Math.floor(total * 0.04)
+  const hashes = stringsOnly ? 0 : Math.floor(total * 0.06)
+  const sets = stringsOnly ? 0 : Math.floor(total * 0.04)
   const strings = total - hashes - sets
   let t = Date.now()
   for (let i = 0; i < total; i += 10_000) {
@@ -36,7 +39,7 @@ try {
   const rows = strings * 2 + hashes * 6 + sets * 6
   console.log(`seeded ${total} keys (${strings} strings, ${hashes} hashes x5 fields, ${sets} sets x5 members) in ${((Date.now() - t) / 1000).toFixed(1)}s; ${rows} SQL rows to write`)
   console.log(`concurrency ${concurrency}, batch ${batch}, machine: ${(await import('node:os')).cpus().length} cores (redis-server, the database and this process share them)`)
-  for (const [name, url] of [['mariadb', maria.url], ['postgres', postgres.url]] as const) {
+  for (const [name, url] of stringsOnly ? [] : ([['mariadb', maria.url], ['postgres', postgres.url]] as const)) {
     t = Date.now()
     const res = await backfill({
       from: 'redis', to: name === 'mariadb' ? 'mysql' : 'postgres', source: redis.addr, target: `${url}?maxOpen=${concurrency + 2}`,

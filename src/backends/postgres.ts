@@ -6,9 +6,15 @@ import type {StoreUrl} from './url.js'
 const RETRYABLE = new Set(['40P01' /* deadlock */, '40001' /* serialization */])
 
 /** `?` placeholders -> `$1..$n` (the store's SQL never has a literal `?`). */
+const numberedCache = new Map<string, string>()
 function numbered(sql: string): string {
+  const hit = numberedCache.get(sql)
+  if (hit !== undefined) return hit
   let i = 0
-  return sql.replace(/\?/g, () => `$${++i}`)
+  const out = sql.replace(/\?/g, () => `$${++i}`)
+  if (numberedCache.size >= 500) numberedCache.clear()
+  numberedCache.set(sql, out)
+  return out
 }
 
 async function run(c: pg.Pool | pg.PoolClient, sql: string, params: unknown[]): Promise<SqlResult> {

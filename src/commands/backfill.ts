@@ -2,7 +2,8 @@ import {Flags} from '@oclif/core'
 import cliProgress from 'cli-progress'
 import {RstoreCommand} from '../cli/base-command.js'
 import {RstoreError} from '../errors.js'
-import {backfill, type BackfillProgress} from '../migrate/backfill.js'
+import {withTopologyStore} from '../admin/context.js'
+import {backfill, groupMasterAddr, type BackfillProgress} from '../migrate/backfill.js'
 
 const fmtEta = (s: number | null) => (s === null ? '?' : s < 90 ? `${Math.ceil(s)}s` : s < 5400 ? `${Math.ceil(s / 60)}m` : `${(s / 3600).toFixed(1)}h`)
 
@@ -13,13 +14,15 @@ Set-if-absent per key (INSERT IGNORE / ON CONFLICT DO NOTHING, RESTORE without R
 
   static override examples = [
     '<%= config.bin %> backfill --from redis --to mysql --source 127.0.0.1:6379 --target mysql://rstore:secret@127.0.0.1:3306/rstore --match "user:*"',
+    '<%= config.bin %> backfill --from redis --to mysql --group 2 --target mysql://rstore:secret@127.0.0.1:3306/rstore',
     '<%= config.bin %> backfill --from redis --to postgres --source 10.0.0.5:6379 --target postgres://u:p@db:5432/app --concurrency 8 --rate 20000',
   ]
 
   static override flags = {
     from: Flags.string({description: 'source kind', options: ['redis'], default: 'redis'}),
     to: Flags.string({description: 'target kind', options: ['mysql', 'postgres', 'redis'], required: true}),
-    source: Flags.string({description: 'source Redis host:port', required: true}),
+    source: Flags.string({description: 'source Redis host:port', exactlyOne: ['source', 'group']}),
+    group: Flags.integer({description: "source: the master of this server group (read from the coordinator's topology)", exactlyOne: ['source', 'group']}),
     target: Flags.string({description: 'target URL: mysql://user:pass@host:port/db, postgres://..., redis://host:port', required: true}),
     match: Flags.string({description: 'SCAN pattern selecting the keys', default: '*'}),
     concurrency: Flags.integer({description: 'batches in flight at once', default: 4, min: 1}),
@@ -53,10 +56,12 @@ Set-if-absent per key (INSERT IGNORE / ON CONFLICT DO NOTHING, RESTORE without R
     process.once('SIGINT', onSignal)
     process.once('SIGTERM', onSignal)
     try {
+      const source = f.source ?? (await withTopologyStore(this.cfg, (store) => groupMasterAddr(store, f.group!)))
+      if (f.group !== undefined && !f.json) process.stderr.write(`backfill: group ${f.group}'s master is ${source}\n`)
       const res = await backfill({
         from: f.from,
         to: f.to,
-        source: f.source,
+        source,
         target: f.target,
         match: f.match,
         concurrency: f.concurrency,

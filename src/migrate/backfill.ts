@@ -12,8 +12,10 @@ import {join} from 'node:path'
 import pLimit from 'p-limit'
 import {openStore, parseHostPort, parseStoreUrl, RedisStore, type KeySnapshot, type KeyStore} from '../backends/index.js'
 import {globMatch} from '../backends/glob.js'
-import {ConflictError, RstoreError, ValidationError} from '../errors.js'
-import {createJob, findJobs, findUnfinishedJob, openCheckpoints, processAlive, updateJob, type CheckpointDb, type Job} from './checkpoints.js'
+import type {TopologyStore} from '../coord/topology-store.js'
+import {ConflictError, NotFoundError, RstoreError, ValidationError} from '../errors.js'
+import {masterOf} from '../topology/model.js'
+import {createJob, findJobs, findUnfinishedJob, openCheckpoints, processAlive, UNFINISHED, updateJob, type CheckpointDb, type Job} from './checkpoints.js'
 
 export interface BackfillOptions {
   from: string
@@ -123,6 +125,20 @@ export function checkBackfillArgs(o: Pick<BackfillOptions, 'from' | 'to' | 'sour
   return {source, target}
 }
 
+/**
+ * `--group N`: the address of the group's master, read from the coordinator's topology (the source
+ * of a backfill or verify that names a server group instead of a host:port).
+ */
+export async function groupMasterAddr(store: Pick<TopologyStore, 'load'>, group: number): Promise<string> {
+  if (!Number.isInteger(group) || group < 1) throw new ValidationError(`--group must be a group id (a positive integer), got '${group}'`)
+  const topo = await store.load()
+  const g = topo.groups.get(group)
+  if (!g) throw new NotFoundError(`group ${group} does not exist${topo.groups.size ? ` (groups: ${[...topo.groups.keys()].sort((a, b) => a - b).join(', ')})` : ''}`)
+  const m = masterOf(g)
+  if (!m) throw new ValidationError(`group ${group} has no master: add one with 'rstore server add ${group} <host:port> master'`)
+  return m.addr
+}
+
 /** Finds one key matching the pattern (SCAN until found or done): a pattern matching nothing is refused. */
 async function anyMatch(store: KeyStore, match: string): Promise<boolean> {
   let cursor = '0'
@@ -163,7 +179,10 @@ export async function backfill(o: BackfillOptions): Promise<BackfillResult> {
     // Validate everything before writing anything (no tables, no checkpoint file).
     const probe = openCheckpointsReadOnly(o.checkpointDir, o.product)
     const existing = probe ? findUnfinishedJob<BackfillCheckpoint>(probe, 'backfill', args) : undefined
+    // DESIGN.md section 6: a different backfill while one is unfinished is refused; the unfinished one is finished first.
+    const other = probe && !existing ? findJobs<BackfillCheckpoint>(probe, 'backfill', {states: UNFINISHED})[0] : undefined
     probe?.close()
+    if (other) throw unfinishedError(other)
     if (!existing && !(await anyMatch(source, o.match))) {
       throw new ValidationError(`no key on redis ${args.source} matches '${o.match}': nothing to copy`)
     }
@@ -176,6 +195,19 @@ export async function backfill(o: BackfillOptions): Promise<BackfillResult> {
     await target?.close().catch(() => {})
     db?.close()
   }
+}
+
+/** The refusal of a new backfill while another one is unfinished: names it and the command that finishes it. */
+export function unfinishedError(job: Job<BackfillCheckpoint>): ConflictError {
+  const a = job.args as Record<string, string>
+  const p = job.progress
+  const cmd = `rstore backfill --from ${a.from} --to ${a.to} --source ${a.source} --target ${a.target} --match '${a.match}'`
+  const alive = job.state === 'running' && p.host === hostname() && processAlive(p.pid)
+  return new ConflictError(
+    `backfill job ${job.id} is unfinished (${alive ? `running, pid ${p.pid}` : job.state}; ${p.scanned ?? 0} keys scanned, ${p.copied ?? 0} copied` +
+      `${p.error ? `; last error: ${p.error}` : ''}): ${alive ? 'wait for it to finish' : `finish it first by re-running the same command: ${cmd}`} ` +
+      `(the target URL with its password), then start this one`,
+  )
 }
 
 function openCheckpointsReadOnly(dir: string, product: string): CheckpointDb | undefined {
