@@ -176,7 +176,7 @@ export class EmbeddedCoordinator implements Coordinator {
     const file = resolve(path)
     mkdirSync(dirname(file), {recursive: true})
     const opts: Required<EmbeddedOptions> = {
-      pollIntervalMs: options.pollIntervalMs ?? 50,
+      pollIntervalMs: options.pollIntervalMs ?? 10,
       busyTimeoutMs: options.busyTimeoutMs ?? 10_000,
       changelogKeepRows: options.changelogKeepRows ?? 100_000,
       changelogKeepMs: options.changelogKeepMs ?? 10 * 60_000,

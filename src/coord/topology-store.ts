@@ -47,7 +47,7 @@ export class PreconditionFailedError extends ConflictError {
 
 const SLOT_STATES: ReadonlySet<string> = new Set<SlotState>(['offline', 'online', 'migrating'])
 const UPDATE_ATTEMPTS = 8
-const WATCH_DEBOUNCE_MS = 20
+const WATCH_DEBOUNCE_MS = 2
 
 /**
  * The one module through which topology (slots, groups, epoch, proxies) is read from and written to the
