@@ -329,6 +329,12 @@ test('--group N reads the source from the coordinator: the master of that server
   const out = JSON.parse(res.stdout)
   assert.equal(out.state, 'done')
   assert.equal(out.copied, 40)
+  const ver = await rstore(['verify', '--to', 'mysql', '--group', '1', '--target', url, '--match', 'mix:list:*', '--json', ...coord, ...base(prod)])
+  assert.equal(ver.code, 0, ver.stdout + ver.stderr)
+  assert.equal(JSON.parse(ver.stdout).equal, 40)
+  const verMissing = await rstore(['verify', '--to', 'mysql', '--group', '7', '--target', url, ...coord, ...base(prod)])
+  assert.equal(verMissing.code, 2)
+  assert.match(verMissing.stderr, /group 7 does not exist/)
   const target = await openStore(parseStoreUrl(url), {reapIntervalMs: 0})
   try {
     const [a, b] = await Promise.all([src.client().lrange('mix:list:7', 0, -1), target.readKey(Buffer.from('mix:list:7'))])

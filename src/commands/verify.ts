@@ -1,6 +1,8 @@
 import {Flags} from '@oclif/core'
 import {RstoreCommand} from '../cli/base-command.js'
 import {RstoreError} from '../errors.js'
+import {withTopologyStore} from '../admin/context.js'
+import {groupMasterAddr} from '../migrate/backfill.js'
 import {parseSlots, verify} from '../migrate/verify.js'
 
 export default class Verify extends RstoreCommand<typeof Verify> {
@@ -16,7 +18,8 @@ Works Redis to SQL (after a backfill) and Redis to Redis (after a migration: --s
   static override flags = {
     from: Flags.string({description: 'source kind', options: ['redis', 'mysql', 'postgres'], default: 'redis'}),
     to: Flags.string({description: 'target kind', options: ['redis', 'mysql', 'postgres'], required: true}),
-    source: Flags.string({description: 'source: host:port (Redis) or URL', required: true}),
+    source: Flags.string({description: 'source: host:port (Redis) or URL', exactlyOne: ['source', 'group']}),
+    group: Flags.integer({description: "source (--from redis): the master of this server group (read from the coordinator's topology)", exactlyOne: ['source', 'group']}),
     target: Flags.string({description: 'target: host:port (Redis) or URL (mysql://, postgres://, redis://)', required: true}),
     match: Flags.string({description: 'SCAN pattern selecting the keys', default: '*'}),
     slots: Flags.string({description: 'only keys of these slots, a-b (inclusive)'}),
@@ -35,10 +38,12 @@ Works Redis to SQL (after a backfill) and Redis to Redis (after a migration: --s
     try {
       const interval = Number(f.interval)
       if (!Number.isFinite(interval) || interval < 0) throw new RstoreError('EINVAL', `bad --interval '${f.interval}': seconds, 0 or more`)
+      if (f.group !== undefined && f.from !== 'redis') throw new RstoreError('EINVAL', `--group selects a Redis server group: it needs --from redis (got --from ${f.from})`)
+      const source = f.source ?? (await withTopologyStore(this.cfg, (store) => groupMasterAddr(store, f.group!)))
       res = await verify({
         from: f.from,
         to: f.to,
-        source: f.source,
+        source,
         target: f.target,
         match: f.match,
         slots: f.slots ? parseSlots(f.slots) : undefined,
