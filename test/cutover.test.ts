@@ -127,7 +127,7 @@ describe('cutover', () => {
     const status = await cutoverStatus(store, cfg, 'x')
     assert.equal(status.cutover.step, 'aborted')
     assert.equal(status.job?.state, 'cancelled')
-    assert.deepEqual(status.cutover.history.map((h) => h.step), ['double-write', 'switched', 'aborted'])
+    assert.deepEqual(status.cutover.history.map((h) => h.step), ['double-write', 'switched', 'double-write', 'aborted']) // abort from switched moves reads back first
 
     // again, to the end
     const st2 = await startCutover(store, cfg, 'x', 'c', 'gnew')

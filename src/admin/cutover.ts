@@ -194,6 +194,16 @@ export async function finishCutover(store: TopologyStore, cfg: RstoreConfig, nam
 }
 
 export async function abortCutover(store: TopologyStore, cfg: RstoreConfig, name: string, opts: CutoverOptions = {}): Promise<CutoverResult> {
+  // From 'switched', reads first move back to the old place (still double-written) and every proxy
+  // applies that before the new side stops receiving writes: going straight to 'aborted' would let a
+  // proxy still at 'switched' read and update the new side after another proxy stopped writing it.
+  const {cutovers} = await loadRulesConfig(store)
+  if (cutovers.find((c) => c.name === name)?.step === 'switched') {
+    await step(store, cfg, name, opts, ({current}) => {
+      const c = requireStep(name, current, ['double-write', 'switched'])
+      return {cutover: c.step === 'switched' ? withStep(c, 'double-write') : c}
+    })
+  }
   return step(store, cfg, name, opts, ({current}) => ({cutover: withStep(requireStep(name, current, ['double-write', 'switched']), 'aborted')}))
 }
 

@@ -5,7 +5,7 @@ import {unitStoreUrl, type DbGroup, type DbUnit} from '../topology/rules.js'
 import {keyIndexes, type CommandSpec} from './commands.js'
 import {encodeError} from './resp.js'
 import {RuleRouter, type RuleRoute} from './rule-route.js'
-import type {ReplySlot, Session} from './session.js'
+import {flushDirtySessions, type ReplySlot, type Session} from './session.js'
 
 type GroupRoute = Extract<RuleRoute, {kind: 'dbgroup'}>
 
@@ -282,7 +282,11 @@ export function dispatchByRule(exec: DbGroupExecutor, session: Session, spec: Co
       (reply) => session.fill(slot, encodeReply(reply)),
       (err) => session.fill(slot, encodeError(`ERR ${oneLine((err as Error).message)}`)),
     )
-    .finally(() => session.release())
+    .finally(() => {
+      session.release()
+      // The reply is filled outside the session's read batch (nothing else flushes it): write it now.
+      flushDirtySessions()
+    })
   return true
 }
 
