@@ -164,17 +164,20 @@ export async function addServer(
     return {groups: [{id, servers: [...(g?.servers ?? []), {addr, role}]}]}
   })
 
-  if (role === 'master') {
-    for (const s of slaves) {
-      try {
-        await redis.replicaOf(s, addr)
-        res.repointed.push(s)
-      } catch (err) {
-        res.warnings.push(`could not point slave ${s} at ${addr}: ${(err as Error).message}`)
-      }
+  if (role === 'master') await repointSlaves(redis, slaves, addr, res)
+  return res
+}
+
+/** Points each slave at the new master; a slave that refuses is a warning, not a failure. */
+async function repointSlaves(redis: RedisOps, slaves: string[], addr: string, res: {repointed: string[]; warnings: string[]}): Promise<void> {
+  for (const s of slaves) {
+    try {
+      await redis.replicaOf(s, addr)
+      res.repointed.push(s)
+    } catch (err) {
+      res.warnings.push(`could not point slave ${s} at ${addr}: ${(err as Error).message}`)
     }
   }
-  return res
 }
 
 export interface RemoveServerResult {
@@ -298,14 +301,7 @@ export async function promoteServer(
     }
     await redis.unpause(old).catch(() => {})
   }
-  for (const s of others) {
-    try {
-      await redis.replicaOf(s, addr)
-      res.repointed.push(s)
-    } catch (err) {
-      res.warnings.push(`could not point slave ${s} at ${addr}: ${(err as Error).message}`)
-    }
-  }
+  await repointSlaves(redis, others, addr, res)
   return res
 }
 
