@@ -10,6 +10,7 @@
  */
 import {cpus} from 'node:os'
 import {Redis} from 'ioredis'
+import type {JobSummary} from '../../src/migrate/mover.js'
 import {startCluster, type Cluster} from '../../test/harness/cluster.js'
 
 const keys = Number(process.argv[2] ?? 1_000_000)
@@ -75,17 +76,8 @@ class Load {
   }
 }
 
-interface Summary {
-  keysMoved: number
-  seconds: number
-  keysPerSecond: number
-  barriers: number
-  barrierWaitMs: number
-  changes: number
-  changeMs: number
-  migrateMs: number
-  bigKeys: {key: string; bytes: number; stallMs: number}[]
-}
+/** What `rstore migrate --json` prints. */
+type Summary = JobSummary
 
 async function migrate(c: Cluster, extra: string[] = []): Promise<{summary: Summary; wallSec: number}> {
   const t0 = Date.now()
