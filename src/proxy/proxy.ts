@@ -10,7 +10,6 @@ import {ProxyMetrics} from './metrics.js'
 import {DEFAULT_LIMITS, encodeError, type Limits, type Request} from './resp.js'
 import {buildRoutingTable, type RoutingTable} from './routing.js'
 import {flushDirtySessions, Session, type ReplySlot, type SessionHost} from './session.js'
-import type {CommandSpec} from './commands.js'
 import {DbGroupExecutor} from './dbgroup-exec.js'
 import {RuleRouter} from './rule-route.js'
 
@@ -410,5 +409,3 @@ export class Proxy implements SessionHost, LocalHost {
     await this.lease?.revoke().catch(() => {})
   }
 }
-
-export type {CommandSpec}
