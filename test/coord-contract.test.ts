@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict'
 import {spawn, type ChildProcess} from 'node:child_process'
+import {mkdirSync, writeFileSync} from 'node:fs'
 import {createServer, type Server, type Socket} from 'node:net'
 import {join} from 'node:path'
 import {after, before, describe, test} from 'node:test'
@@ -597,6 +598,98 @@ describe('coordinator contract', {concurrency: 3}, () => {
         const results = await Promise.all(kids.map(async (x) => JSON.parse(await x.line(/^\{/)) as {succeeded: boolean}))
         assert.equal(results.filter((r) => r.succeeded).length, 1)
         await Promise.all(kids.map((x) => x.exited(5000)))
+      } finally {
+        removeDir(dir)
+      }
+    })
+
+    /**
+     * Runs n puts in a child process, one at a time, and returns how long after each one the watch
+     * (already set up on `watcher` under /wake/) delivered it: from the start of the child's txn and
+     * from its return (commit visible), in ms.
+     */
+    async function crossProcessLatency(watcher: EmbeddedCoordinator, file: string, n: number, beforeEach?: (i: number) => void) {
+      const seen = new Map<number, number>()
+      let wake: (() => void) | undefined
+      const w = await watcher.watch('/wake/', await watcher.revision(), (ev) => {
+        seen.set(Number(ev.value), performance.timeOrigin + performance.now())
+        wake?.()
+      })
+      const kid = child(['puts', 'embedded', file, '/wake/'])
+      const fromStart: number[] = []
+      const fromEnd: number[] = []
+      try {
+        await kid.line(/^ready$/)
+        for (let i = 0; i < n; i++) {
+          beforeEach?.(i)
+          const arrived = new Promise<void>((resolve) => (wake = () => seen.has(i) && resolve()))
+          kid.proc.stdin!.write(`go ${i}\n`)
+          await Promise.race([arrived, sleep(5000).then(() => assert.fail(`put ${i} not delivered within 5 s`))])
+          const done = JSON.parse(await kid.line(new RegExp(`^\\{"n":${i},`))) as {start: number; end: number}
+          fromStart.push(seen.get(i)! - done.start)
+          fromEnd.push(seen.get(i)! - done.end)
+          await sleep(2 + Math.random() * 8) // not in step with any timer
+        }
+        kid.proc.stdin!.end()
+        await kid.exited(5000)
+      } finally {
+        await w.close()
+      }
+      assert.deepEqual([...seen.keys()], Array.from({length: n}, (_, i) => i), 'each put delivered once, in order')
+      const median = (xs: number[]) => xs.slice().sort((a, b) => a - b)[xs.length >> 1]!
+      const max = (xs: number[]) => Math.max(...xs)
+      return {
+        fromStart: median(fromStart),
+        fromEnd: median(fromEnd),
+        text: `median ${median(fromStart).toFixed(2)} ms from the txn's start, ${median(fromEnd).toFixed(2)} ms from its return (max ${max(fromEnd).toFixed(2)})`,
+      }
+    }
+
+    test('embedded: a watch wakes within a few ms of another process\'s commit (fs.watch on the folder)', async (t) => {
+      const dir = tempDir('coord-wake')
+      try {
+        const file = join(dir, 'meta.db')
+        // A 1 s backup poll: quick deliveries can only come from the folder watch.
+        const c = await EmbeddedCoordinator.open(file, {fsWatchPollIntervalMs: 1000})
+        assert.equal(c.fileWatchActive, false, 'no folder watch without watches')
+        const noise = join(dir, 'checkpoints.db-wal')
+        const res = await crossProcessLatency(c, file, 50, (i) => writeFileSync(noise, String(i))) // other files: ignored
+        t.diagnostic(`fs.watch wake-up over 50 commits: ${res.text}`)
+        assert.ok(res.fromEnd < 8, `median ${res.fromEnd} ms after the commit: the folder watch did not wake the watch`)
+        // The folder watch lives as long as some watch does.
+        const w = await c.watch('/other/', await c.revision(), () => {})
+        assert.equal(c.fileWatchActive, true)
+        await w.close()
+        assert.equal(c.fileWatchActive, false, 'folder watch closed with the last watch')
+        await c.close()
+      } finally {
+        removeDir(dir)
+      }
+    })
+
+    test('embedded: without fs.watch (useFsWatch: false), or with no wake-up signal, the timer poll delivers every commit', async (t) => {
+      const dir = tempDir('coord-nowake')
+      try {
+        const file = join(dir, 'meta.db')
+        const timerOnly = await EmbeddedCoordinator.open(file, {useFsWatch: false, pollIntervalMs: 10})
+        const w = await timerOnly.watch('/x/', 0, () => {})
+        assert.equal(timerOnly.fileWatchActive, false)
+        await w.close()
+        const a = await crossProcessLatency(timerOnly, file, 20)
+        t.diagnostic(`useFsWatch false, 10 ms poll: ${a.text}`)
+        assert.ok(a.fromEnd < 100, a.text)
+        await timerOnly.close()
+
+        // The folder is watched but the writer cannot signal (its `-wake` file cannot be opened: a
+        // folder is in the way): the 25 ms backup poll still delivers everything.
+        const file2 = join(dir, 'nosignal', 'meta.db')
+        mkdirSync(`${file2}-wake`, {recursive: true})
+        const watched = await EmbeddedCoordinator.open(file2, {fsWatchPollIntervalMs: 25})
+        const b = await crossProcessLatency(watched, file2, 20)
+        t.diagnostic(`fs.watch on, no signal, 25 ms backup poll: ${b.text}`)
+        assert.ok(b.fromEnd < 200, b.text)
+        assert.ok(b.fromEnd > 3, `${b.text}: quicker than the backup poll, so not what this test means to check`)
+        await watched.close()
       } finally {
         removeDir(dir)
       }

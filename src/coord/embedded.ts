@@ -6,8 +6,15 @@
  *   key is logged in `changelog` at that revision;
  * - txn(): compares and ops inside one `BEGIN IMMEDIATE` transaction (one writer at a time across all
  *   processes; readers never block thanks to WAL);
- * - watches poll the changelog (every `pollIntervalMs`) and deliver each event once, in revision order;
- *   a revision that has been trimmed from the changelog ("compacted") ends the watch with an error;
+ * - watches poll the changelog and deliver each event once, in revision order; a revision that has
+ *   been trimmed from the changelog ("compacted") ends the watch with an error. A process polls at
+ *   once after its own commits, and within ~1 ms of another process's: every commit that changes the
+ *   revision is followed by a 1-byte write to `<file>-wake`, and watching processes watch the folder
+ *   (fs.watch, inotify on Linux) for it. (Not the `-wal` file: its writes come before the commit is
+ *   visible to readers -- SQLite publishes it in the shared-memory index after the fsync, which makes
+ *   no file event -- so a poll on them finds nothing about 2 ms too early.) A timer poll
+ *   (`fsWatchPollIntervalMs`, or `pollIntervalMs` when the folder cannot be watched) backs it up, so
+ *   correctness never depends on the file watch;
  * - leases: a row with an expiry time, extended by a keep-alive timer in the holder process every
  *   ttl/3; any process reaps expired leases (deletes them and their keys, logged as delete events) at
  *   the start of its operations and on its watch polls. Timers are unref()'d.
@@ -15,14 +22,22 @@
  * Keys are stored as BLOBs (their UTF-8 bytes) so that SQLite orders them exactly like etcd does.
  */
 import Database from 'better-sqlite3'
-import {mkdirSync} from 'node:fs'
-import {dirname, resolve} from 'node:path'
+import {closeSync, constants as fsc, mkdirSync, openSync, writeSync} from 'node:fs'
+import {basename, dirname, resolve} from 'node:path'
+import {watchFiles, type FileWakeup} from './wakeup.js'
 import {CompactedError, CoordinatorClosedError, keyBytes, LeaseNotFoundError, prefixEnd, reportWatchError, validateOps} from './keys.js'
 import type {Compare, Coordinator, KeyValue, Lease, Op, TxnResult, WatchEvent, Watcher} from './types.js'
 
 export interface EmbeddedOptions {
-  /** How often watches poll the change log (ms). Default 50. */
+  /** How often watches poll the change log when the folder cannot be watched (ms). Default 10. */
   pollIntervalMs?: number
+  /**
+   * Wake watches when another process commits by watching the database's folder (fs.watch). Default
+   * true; if fs.watch is unavailable or fails, watches fall back to polling every pollIntervalMs.
+   */
+  useFsWatch?: boolean
+  /** The backup timer poll while the folder watch works (ms). Default 25. */
+  fsWatchPollIntervalMs?: number
   /** How long a writer waits for another process's write lock (ms). Default 10000. */
   busyTimeoutMs?: number
   /** The change log keeps at least this many newest rows... Default 100000. */
@@ -79,6 +94,10 @@ CREATE INDEX IF NOT EXISTS leases_expiry ON leases (expires_at_ms);
 
 const PAGE = 2000
 
+/** Written (1 byte, at offset 0) after each commit that changes the revision: `<file>` + this. */
+const WAKE_SUFFIX = '-wake'
+const WAKE_BYTE = Buffer.from([0x2a])
+
 function isBusy(err: unknown): boolean {
   const code = (err as {code?: string})?.code
   return code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED' || code === 'SQLITE_BUSY_SNAPSHOT'
@@ -102,6 +121,14 @@ export class EmbeddedCoordinator implements Coordinator {
   private readonly watchers = new Set<EmbeddedWatcher>()
   private pollTimer: NodeJS.Timeout | null = null
   private pollSoon: NodeJS.Immediate | null = null
+  /** The folder watch while there are watchers (null without watchers or when it is unavailable). */
+  private fsWake: FileWakeup | null = null
+  /** fs.watch threw or failed: poll on the timer only (every pollIntervalMs). */
+  private fsWatchBroken = false
+  /** The `<file>-wake` descriptor (-1 until opened; null when it cannot be opened: no signal). */
+  private wakeFd: number | null = -1
+  /** Set when the write transaction running changes the revision. */
+  private bumped = false
 
   private readonly st: {
     getRev: Database.Statement<[], {value: number}>
@@ -177,6 +204,8 @@ export class EmbeddedCoordinator implements Coordinator {
     mkdirSync(dirname(file), {recursive: true})
     const opts: Required<EmbeddedOptions> = {
       pollIntervalMs: options.pollIntervalMs ?? 10,
+      useFsWatch: options.useFsWatch ?? true,
+      fsWatchPollIntervalMs: options.fsWatchPollIntervalMs ?? 25,
       busyTimeoutMs: options.busyTimeoutMs ?? 10_000,
       changelogKeepRows: options.changelogKeepRows ?? 100_000,
       changelogKeepMs: options.changelogKeepMs ?? 10 * 60_000,
@@ -247,49 +276,86 @@ export class EmbeddedCoordinator implements Coordinator {
   async txn(compares: Compare[], ops: Op[]): Promise<TxnResult> {
     this.check()
     validateOps(ops)
-    const result = this.db
-      .transaction((): TxnResult => {
-        const now = Date.now()
-        this.reapExpired(now)
-        const current = this.st.getRev.get()!.value
-        for (const c of compares) {
-          const row = this.st.get.get(keyBytes(c.key))
-          if ('modRevision' in c) {
-            if ((row?.mod_rev ?? 0) !== c.modRevision) return {succeeded: false, revision: current}
-          } else if (!row || row.value !== c.value) {
-            return {succeeded: false, revision: current}
-          }
+    const result = this.write((): TxnResult => {
+      const now = Date.now()
+      this.reapExpired(now)
+      const current = this.st.getRev.get()!.value
+      for (const c of compares) {
+        const row = this.st.get.get(keyBytes(c.key))
+        if ('modRevision' in c) {
+          if ((row?.mod_rev ?? 0) !== c.modRevision) return {succeeded: false, revision: current}
+        } else if (!row || row.value !== c.value) {
+          return {succeeded: false, revision: current}
         }
-        for (const op of ops) {
-          if (op.type === 'put' && op.lease !== undefined && !this.st.leaseExists.get(Number(op.lease), now)) {
-            throw new LeaseNotFoundError(op.lease)
-          }
+      }
+      for (const op of ops) {
+        if (op.type === 'put' && op.lease !== undefined && !this.st.leaseExists.get(Number(op.lease), now)) {
+          throw new LeaseNotFoundError(op.lease)
         }
-        const rev = current + 1
-        let changed = 0
-        for (const op of ops) {
-          if (op.type === 'put') {
-            const key = keyBytes(op.key)
-            this.st.upsert.run(key, op.value, rev, rev, op.lease === undefined ? null : Number(op.lease))
-            this.st.log.run(rev, key, 'put', op.value, now)
+      }
+      const rev = current + 1
+      let changed = 0
+      for (const op of ops) {
+        if (op.type === 'put') {
+          const key = keyBytes(op.key)
+          this.st.upsert.run(key, op.value, rev, rev, op.lease === undefined ? null : Number(op.lease))
+          this.st.log.run(rev, key, 'put', op.value, now)
+          changed++
+        } else {
+          const keys = op.type === 'delete' ? (this.st.get.get(keyBytes(op.key)) ? [keyBytes(op.key)] : []) : this.keysUnder(op.prefix)
+          for (const key of keys) {
+            this.st.del.run(key)
+            this.st.log.run(rev, key, 'delete', '', now)
             changed++
-          } else {
-            const keys = op.type === 'delete' ? (this.st.get.get(keyBytes(op.key)) ? [keyBytes(op.key)] : []) : this.keysUnder(op.prefix)
-            for (const key of keys) {
-              this.st.del.run(key)
-              this.st.log.run(rev, key, 'delete', '', now)
-              changed++
-            }
           }
         }
-        if (changed === 0) return {succeeded: true, revision: current}
-        this.st.setRev.run(rev)
-        if (rev % this.opts.trimEveryRevisions === 0) this.trimChangelog(now)
-        return {succeeded: true, revision: rev}
-      })
-      .immediate()
-    if (result.succeeded) this.schedulePollSoon()
+      }
+      if (changed === 0) return {succeeded: true, revision: current}
+      this.setRevision(rev)
+      if (rev % this.opts.trimEveryRevisions === 0) this.trimChangelog(now)
+      return {succeeded: true, revision: rev}
+    })
     return result
+  }
+
+  /**
+   * Runs fn in a write transaction (BEGIN IMMEDIATE). If it changed the revision, then once it is
+   * committed (visible to every reader): local watches poll soon and other processes are signalled.
+   */
+  private write<T>(fn: () => T): T {
+    this.bumped = false
+    try {
+      const result = this.db.transaction(fn).immediate()
+      if (this.bumped) {
+        this.signalCommit()
+        this.schedulePollSoon()
+      }
+      return result
+    } finally {
+      this.bumped = false
+    }
+  }
+
+  private setRevision(rev: number): void {
+    this.st.setRev.run(rev)
+    this.bumped = true
+  }
+
+  /** Wakes the watches of other processes (they watch `<file>-wake`); best effort. */
+  private signalCommit(): void {
+    if (this.wakeFd === -1) {
+      try {
+        this.wakeFd = openSync(this.path + WAKE_SUFFIX, fsc.O_WRONLY | fsc.O_CREAT, 0o666)
+      } catch {
+        this.wakeFd = null // e.g. no permission: other processes see this one's commits on their timer poll
+      }
+    }
+    if (this.wakeFd === null) return
+    try {
+      writeSync(this.wakeFd, WAKE_BYTE, 0, 1, 0)
+    } catch {
+      // a full disk, say: the timer polls remain
+    }
   }
 
   /** Deletes every expired lease and its keys (one revision for all of them). Inside a write txn. */
@@ -305,17 +371,14 @@ export class EmbeddedCoordinator implements Coordinator {
       }
       this.st.delLease.run(id)
     }
-    if (rev) {
-      this.st.setRev.run(rev)
-      this.schedulePollSoon()
-    }
+    if (rev) this.setRevision(rev)
   }
 
   /** Cheap check (one indexed read); takes the write lock only when some lease has expired. */
   private reapIfNeeded(): void {
     const now = Date.now()
     if (!this.st.anyExpired.get(now)) return
-    this.db.transaction(() => this.reapExpired(Date.now())).immediate()
+    this.write(() => this.reapExpired(Date.now()))
   }
 
   /** Trims the change log: rows beyond the newest changelogKeepRows AND older than changelogKeepMs. */
@@ -339,7 +402,7 @@ export class EmbeddedCoordinator implements Coordinator {
    */
   async compact(revision: number): Promise<void> {
     this.check()
-    this.db.transaction(() => this.compactTo(Math.min(revision, this.st.getRev.get()!.value))).immediate()
+    this.write(() => this.compactTo(Math.min(revision, this.st.getRev.get()!.value)))
   }
 
   // ---- leases ----
@@ -349,7 +412,7 @@ export class EmbeddedCoordinator implements Coordinator {
     if (!(ttlSeconds > 0)) throw new RangeError(`lease TTL must be positive, got ${ttlSeconds}`)
     const ttlMs = Math.round(ttlSeconds * 1000)
     const now = Date.now()
-    const info = this.db.transaction(() => this.st.grantLease.run(ttlMs, now + ttlMs)).immediate()
+    const info = this.write(() => this.st.grantLease.run(ttlMs, now + ttlMs))
     const lease = new EmbeddedLease(this, String(info.lastInsertRowid), ttlSeconds, ttlMs, now + ttlMs)
     this.leases.add(lease)
     return lease
@@ -359,35 +422,30 @@ export class EmbeddedCoordinator implements Coordinator {
   keepAliveLease(id: string, ttlMs: number): {alive: boolean; expiresAt: number} {
     const now = Date.now()
     const expiresAt = now + ttlMs
-    const res = this.db
-      .transaction(() => {
-        const changes = this.st.keepAlive.run(expiresAt, Number(id), now).changes
-        if (changes === 0) this.reapExpired(now)
-        return changes
-      })
-      .immediate()
+    const res = this.write(() => {
+      const changes = this.st.keepAlive.run(expiresAt, Number(id), now).changes
+      if (changes === 0) this.reapExpired(now)
+      return changes
+    })
     return {alive: res > 0, expiresAt}
   }
 
   /** @internal Deletes a lease and every key bound to it. */
   revokeLease(id: string): void {
     if (this.closed) throw new CoordinatorClosedError(this.kind)
-    this.db
-      .transaction(() => {
-        const now = Date.now()
-        const keys = this.st.leaseKeys.all(Number(id))
-        if (keys.length) {
-          const rev = this.st.getRev.get()!.value + 1
-          for (const {key} of keys) {
-            this.st.del.run(key)
-            this.st.log.run(rev, key, 'delete', '', now)
-          }
-          this.st.setRev.run(rev)
+    this.write(() => {
+      const now = Date.now()
+      const keys = this.st.leaseKeys.all(Number(id))
+      if (keys.length) {
+        const rev = this.st.getRev.get()!.value + 1
+        for (const {key} of keys) {
+          this.st.del.run(key)
+          this.st.log.run(rev, key, 'delete', '', now)
         }
-        this.st.delLease.run(Number(id))
-      })
-      .immediate()
-    this.schedulePollSoon()
+        this.setRevision(rev)
+      }
+      this.st.delLease.run(Number(id))
+    })
   }
 
   /** @internal */
@@ -401,10 +459,11 @@ export class EmbeddedCoordinator implements Coordinator {
     this.check()
     const w = new EmbeddedWatcher(this, keyBytes(prefix), afterRevision, onEvent, onError)
     this.watchers.add(w)
-    if (!this.pollTimer) {
-      this.pollTimer = setInterval(() => this.poll(), this.opts.pollIntervalMs)
-      this.pollTimer.unref()
+    if (!this.fsWake && !this.fsWatchBroken && this.opts.useFsWatch) {
+      this.fsWake = watchFiles(dirname(this.path), [basename(this.path) + WAKE_SUFFIX], () => this.schedulePollSoon(), () => this.onFileWatchError())
+      if (!this.fsWake) this.fsWatchBroken = true
     }
+    if (!this.pollTimer) this.startPollTimer()
     this.schedulePollSoon()
     return w
   }
@@ -412,10 +471,36 @@ export class EmbeddedCoordinator implements Coordinator {
   /** @internal */
   removeWatcher(w: EmbeddedWatcher): void {
     this.watchers.delete(w)
-    if (this.watchers.size === 0 && this.pollTimer) {
+    if (this.watchers.size === 0) this.stopPolling()
+  }
+
+  /** True while another process's commits wake this one's watches through fs.watch (for tests). */
+  get fileWatchActive(): boolean {
+    return this.fsWake !== null
+  }
+
+  private startPollTimer(): void {
+    const ms = this.fsWake ? this.opts.fsWatchPollIntervalMs : this.opts.pollIntervalMs
+    this.pollTimer = setInterval(() => this.poll(), ms)
+    this.pollTimer.unref()
+  }
+
+  private stopPolling(): void {
+    if (this.pollTimer) clearInterval(this.pollTimer)
+    this.pollTimer = null
+    this.fsWake?.close()
+    this.fsWake = null
+  }
+
+  /** The folder watch failed: from now on poll on the (faster) timer only. */
+  private onFileWatchError(): void {
+    this.fsWake = null
+    this.fsWatchBroken = true
+    if (this.pollTimer) {
       clearInterval(this.pollTimer)
-      this.pollTimer = null
+      this.startPollTimer()
     }
+    this.schedulePollSoon()
   }
 
   private schedulePollSoon(): void {
@@ -485,10 +570,11 @@ export class EmbeddedCoordinator implements Coordinator {
     for (const w of [...this.watchers]) await w.close()
     for (const l of [...this.leases]) l.release()
     this.closed = true
-    if (this.pollTimer) clearInterval(this.pollTimer)
+    this.stopPolling()
     if (this.pollSoon) clearImmediate(this.pollSoon)
-    this.pollTimer = null
     this.pollSoon = null
+    if (typeof this.wakeFd === 'number' && this.wakeFd >= 0) closeSync(this.wakeFd)
+    this.wakeFd = null
     this.db.close()
   }
 }
