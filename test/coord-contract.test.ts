@@ -162,6 +162,23 @@ function contract(name: string, makeTarget: () => Promise<Target>): void {
       assert.ok((await c.list('')).length >= 3)
     })
 
+    test('keys beyond ASCII (and a NUL byte) come back as written, listed in UTF-8 byte order', async () => {
+      const p = fresh()
+      // UTF-8 byte order, not JavaScript's UTF-16 order: U+FF21 (EF BC A1) sorts before U+1F600 (F0 ...).
+      const names = ['a', 'a\u0000b', 'ä', '☃', '\uff21', '😀']
+      const r = await c.txn([], names.reverse().map((n) => ({type: 'put' as const, key: p + n, value: n})))
+      names.reverse()
+      const listed = await c.list(p)
+      assert.deepEqual(listed.map((kv) => kv.key), names.map((n) => p + n))
+      assert.deepEqual(listed.map((kv) => kv.value), names)
+      for (const n of names) assert.deepEqual(await c.get(p + n), {key: p + n, value: n, createRevision: r.revision, modRevision: r.revision})
+      const evs: WatchEvent[] = []
+      const w = await c.watch(p, r.revision - 1, (ev) => evs.push(ev))
+      await waitFor('the events', () => evs.length === names.length, 5000, 5)
+      assert.deepEqual(evs.map((e) => e.key).sort(), names.map((n) => p + n).sort())
+      await w.close()
+    })
+
     test('revisions increase by exactly one per changing txn; no-op txns do not bump', async () => {
       const p = fresh()
       const r0 = await c.revision()

