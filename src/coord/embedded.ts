@@ -15,6 +15,11 @@
  *   no file event -- so a poll on them finds nothing about 2 ms too early.) A timer poll
  *   (`fsWatchPollIntervalMs`, or `pollIntervalMs` when the folder cannot be watched) backs it up, so
  *   correctness never depends on the file watch;
+ * - commits are synced (`synchronous = FULL`: the WAL is fsynced) except those that only write what
+ *   dies with a lease anyway: puts of lease-bound keys (a proxy's record, e.g. its acknowledged epoch)
+ *   and lease grants and keep-alives. Those skip the fsync (~2 ms here, a migration barrier waits for
+ *   one per proxy); the next synced commit of any process makes them durable with it (one WAL, fsynced
+ *   whole), and a power loss can only lose ones nothing durable was written after;
  * - leases: a row with an expiry time, extended by a keep-alive timer in the holder process every
  *   ttl/3; any process reaps expired leases (deletes them and their keys, logged as delete events) at
  *   the start of its operations and on its watch polls. Timers are unref()'d.
@@ -171,6 +176,8 @@ export class EmbeddedCoordinator implements Coordinator {
     logCountAbove: Database.Statement<[number], {rev: number}>
     logRevBefore: Database.Statement<[number], {rev: number | null}>
     logTrim: Database.Statement<[number]>
+    syncNormal: Database.Statement<[]>
+    syncFull: Database.Statement<[]>
   }
 
   private constructor(path: string, db: Database.Database, opts: Required<EmbeddedOptions>) {
@@ -210,6 +217,8 @@ export class EmbeddedCoordinator implements Coordinator {
       logCountAbove: db.prepare(`SELECT rev FROM changelog ORDER BY id DESC LIMIT 1 OFFSET ?`),
       logRevBefore: db.prepare(`SELECT max(rev) AS rev FROM changelog WHERE at_ms < ?`),
       logTrim: db.prepare(`DELETE FROM changelog WHERE rev <= ?`),
+      syncNormal: db.prepare(`PRAGMA synchronous = NORMAL`),
+      syncFull: db.prepare(`PRAGMA synchronous = FULL`),
     }
   }
 
@@ -291,6 +300,8 @@ export class EmbeddedCoordinator implements Coordinator {
   async txn(compares: Compare[], ops: Op[]): Promise<TxnResult> {
     this.check()
     validateOps(ops)
+    // Only lease-bound puts: nothing here outlives its holder, no need to wait for the disk.
+    const ephemeral = ops.length > 0 && ops.every((op) => op.type === 'put' && op.lease !== undefined)
     const result = this.write((): TxnResult => {
       const now = Date.now()
       this.reapExpired(now)
@@ -329,16 +340,18 @@ export class EmbeddedCoordinator implements Coordinator {
       this.setRevision(rev)
       if (rev % this.opts.trimEveryRevisions === 0) this.trimChangelog(now)
       return {succeeded: true, revision: rev}
-    })
+    }, !ephemeral)
     return result
   }
 
   /**
-   * Runs fn in a write transaction (BEGIN IMMEDIATE). If it changed the revision, then once it is
-   * committed (visible to every reader): local watches poll soon and other processes are signalled.
+   * Runs fn in a write transaction (BEGIN IMMEDIATE), synced unless durable is false. If it changed
+   * the revision, then once it is committed (visible to every reader): local watches poll soon and
+   * other processes are signalled.
    */
-  private write<T>(fn: () => T): T {
+  private write<T>(fn: () => T, durable = true): T {
     this.bumped = false
+    if (!durable) this.st.syncNormal.run()
     try {
       const result = this.db.transaction(fn).immediate()
       if (this.bumped) {
@@ -348,6 +361,7 @@ export class EmbeddedCoordinator implements Coordinator {
       return result
     } finally {
       this.bumped = false
+      if (!durable) this.st.syncFull.run()
     }
   }
 
@@ -427,7 +441,7 @@ export class EmbeddedCoordinator implements Coordinator {
     if (!(ttlSeconds > 0)) throw new RangeError(`lease TTL must be positive, got ${ttlSeconds}`)
     const ttlMs = Math.round(ttlSeconds * 1000)
     const now = Date.now()
-    const info = this.write(() => this.st.grantLease.run(ttlMs, now + ttlMs))
+    const info = this.write(() => this.st.grantLease.run(ttlMs, now + ttlMs), false)
     const lease = new EmbeddedLease(this, String(info.lastInsertRowid), ttlSeconds, ttlMs, now + ttlMs)
     this.leases.add(lease)
     return lease
@@ -441,7 +455,7 @@ export class EmbeddedCoordinator implements Coordinator {
       const changes = this.st.keepAlive.run(expiresAt, Number(id), now).changes
       if (changes === 0) this.reapExpired(now)
       return changes
-    })
+    }, false)
     return {alive: res > 0, expiresAt}
   }
 
