@@ -20,7 +20,13 @@ import type {RebalancePlan} from './rebalance-plan.js'
 export const moveFlags = {
   delay: Flags.integer({description: "sleep this many ms after each key moved (Reborn's --delay; moves one key per MIGRATE unless --batch)", default: 0, min: 0}),
   rate: Flags.integer({description: 'move at most this many keys per second (0 = no limit)', default: 0, min: 0}),
-  batch: Flags.integer({description: `keys per MIGRATE (default ${DEFAULT_MOVE_OPTIONS.batch})`, min: 1, max: 100_000}),
+  batch: Flags.integer({description: `keys per MIGRATE or DUMP/RESTORE script call (default ${DEFAULT_MOVE_OPTIONS.batch})`, min: 1, max: 100_000}),
+  'hold-ms': Flags.integer({
+    description:
+      "move a slot's keys while the proxies hold its commands (fast DUMP/RESTORE) for at most this many ms, then release it and finish with MIGRATE (0 = MIGRATE only)",
+    default: DEFAULT_MOVE_OPTIONS.holdMs,
+    min: 0,
+  }),
   'barrier-timeout': Flags.integer({
     description: 'seconds to wait for every proxy to acknowledge a slot change before stopping (the job stays resumable)',
     default: DEFAULT_MOVE_OPTIONS.barrierTimeoutSec,
@@ -41,6 +47,7 @@ export interface MoveFlagValues {
   'barrier-timeout': number
   'big-key': number
   'lock-ttl': number
+  'hold-ms': number
 }
 
 export function moveOptions(f: MoveFlagValues): MoveOptions {
@@ -53,6 +60,7 @@ export function moveOptions(f: MoveFlagValues): MoveOptions {
     barrierTimeoutSec: f['barrier-timeout'],
     bigKeyBytes: f['big-key'],
     lockTtlSec: f['lock-ttl'],
+    holdMs: f['hold-ms'],
   }
 }
 

@@ -7,9 +7,11 @@
  *      on the source;
  *   2. each source master is scanned once (SCAN, COUNT 1000), the keys of the job's slots bucketed
  *      into the checkpoint file together with the cursor;
- *   3. per slot: migrating (the previous slot going online at its target in the same change) + barrier,
- *      then its keys = bucket + pending set are moved with `MIGRATE ... KEYS` in batches, checked gone
- *      from the source, and the slot goes online at the target (+ barrier) and is recorded done.
+ *   3. per slot: migrating + held (the previous slot going online at its target in the same change) +
+ *      barrier; its keys = bucket + pending set are moved while every proxy holds the slot's commands
+ *      (DUMP/RESTORE scripts, fast) or, past --hold-ms, after releasing it with `MIGRATE ... KEYS`
+ *      batches while proxies move each key they touch; checked gone from the source; then the slot
+ *      goes online at the target (+ barrier) and is recorded done.
  *
  * Every step is checkpointed in the same SQLite transaction as the job's counters; the topology is
  * the truth about slot states, so a mover killed at any point is resumed by reconciling the two.
@@ -26,7 +28,7 @@ import {LockLostError, MigrationLock} from './lock.js'
 import {MigrationStore, type BigKey, type MigrationKind, type MigrationProgress, type PlannedSlot, type SlotRow} from './migration-store.js'
 import {Progress} from './progress.js'
 import {planRebalance, rangesText, type RebalanceBy, type RebalancePlan} from './rebalance-plan.js'
-import {existing, isInternalKey, keySizes, Masters, maxmemory, migrateKeys, scanPage, sscanPage} from './redis-keys.js'
+import {dumpKeys, existing, isInternalKey, keySizes, Masters, maxmemory, migrateKeys, restoreKeys, scanPage, sscanPage} from './redis-keys.js'
 
 export interface MoveOptions {
   /** Sleep after each key moved, ms (Reborn's --delay). */
@@ -45,6 +47,12 @@ export interface MoveOptions {
   migrateTimeoutMs: number
   bigKeyTimeoutMs: number
   scanCount: number
+  /**
+   * Most time (ms) a slot's keys are moved while the proxies hold its commands (the fast DUMP/RESTORE
+   * path, see moveSlot); a slot that takes longer is released and finished key by key with MIGRATE.
+   * 0 = always MIGRATE. Not used with --delay or --rate.
+   */
+  holdMs: number
 }
 
 export const DEFAULT_MOVE_OPTIONS: MoveOptions = {
@@ -58,7 +66,11 @@ export const DEFAULT_MOVE_OPTIONS: MoveOptions = {
   migrateTimeoutMs: 10_000,
   bigKeyTimeoutMs: 120_000,
   scanCount: 1000,
+  holdMs: 200,
 }
+
+/** Script batches in flight while a held slot moves: source, target and mover work side by side. */
+const HELD_INFLIGHT = 3
 
 export interface UiOptions {
   tty: boolean
@@ -337,6 +349,8 @@ interface MoveResult {
   moved: number
   bytes: number
   big: BigKey[]
+  /** False when a held move stopped early (over its time budget, or a pause/stop asked for). */
+  complete: boolean
 }
 
 class Mover {
@@ -522,8 +536,17 @@ class Mover {
       for (;;) {
         if (current) {
           this.progress.set({currentSlot: current.slot})
-          await this.startMoving(current)
-          await this.moveSlot(current)
+          const heldFrom = performance.now()
+          const movedBefore = current.keysMoved
+          if (!(await this.moveSlot(current, 'held'))) {
+            if (this.canHold(current)) {
+              this.log(
+                `slot ${current.slot}: released after ${(performance.now() - heldFrom).toFixed(0)} ms held (${current.keysMoved - movedBefore} keys moved meanwhile); the rest moves key by key while proxies serve it`,
+              )
+            }
+            await this.startMoving(current)
+            await this.moveSlot(current, 'online')
+          }
         }
         await this.checkControl(true)
         const next = this.cancel ? null : (queue.shift() ?? null)
@@ -690,18 +713,44 @@ class Mover {
     })
   }
 
-  /** Bucket, then pending set, then the check that none is left (each step checkpointed). */
-  private async moveSlot(row: SlotRow): Promise<void> {
+  /**
+   * Bucket, then pending set, then the check that none is left (each step checkpointed). 'held': the
+   * slot is still marked pending, so every proxy parks its commands and nothing but the mover touches
+   * its keys: they go by DUMP/RESTORE scripts, several batches in flight, about 2.5x MIGRATE's speed.
+   * Returns false (nothing half-moved) when the slot should stop being held: over opts.holdMs, or a
+   * pause or stop was asked for; the caller then releases it and finishes 'online' (MIGRATE per
+   * batch, proxies moving each key they touch).
+   */
+  private async moveSlot(row: SlotRow, mode: 'held' | 'online'): Promise<boolean> {
+    if (mode === 'held' && !this.canHold(row)) return false
+    const deadline = performance.now() + this.opts.holdMs
+    const heldOver = () => {
+      this.lock.check()
+      return performance.now() > deadline || this.stopAsked || this.pauseAsked()
+    }
+    const leave = async () => {
+      if (mode === 'held') return heldOver()
+      await this.checkControl()
+      return false
+    }
+    // A held move cut short by heldOver() leaves its chunk unrecorded: the online path redoes it,
+    // skipping the keys already gone from the source.
+    const move = (keys: Buffer[]) => (mode === 'held' ? this.moveHeld(row, keys, heldOver) : this.moveKeys(row, keys))
     const src = this.masters.get(this.masterOf(row.source))
     const pendingKey = pendingSetKey(row.slot)
     if (row.step === 'bucket') {
       for (;;) {
-        const {seq, keys} = this.ms.bucketChunks(this.job.id, row.slot, row.bucketSeq, Math.max(this.batch, 1000))
+        if (await leave()) return false
+        const chunk = Math.max(mode === 'held' ? this.batch * HELD_INFLIGHT : this.batch, 1000)
+        const {seq, keys} = this.ms.bucketChunks(this.job.id, row.slot, row.bucketSeq, chunk)
         if (!keys.length) break
-        const res = await this.moveKeys(row, keys)
+        const res = await move(keys)
+        if (!res.complete) {
+          this.ms.recordBatch(this.job, row, res.moved, res.bytes, res.big)
+          return false
+        }
         row.bucketSeq = seq
         this.ms.recordBatch(this.job, row, res.moved, res.bytes, res.big)
-        await this.checkControl()
       }
       row.step = 'pending'
       row.pendingCursor = '0'
@@ -709,26 +758,48 @@ class Mover {
     }
     if (row.step === 'pending') {
       for (;;) {
+        if (await leave()) return false
         const [next, members] = await sscanPage(src, pendingKey, row.pendingCursor, 1000)
-        const res = await this.moveKeys(row, members)
+        const res = await move(members)
+        if (!res.complete) {
+          this.ms.recordBatch(this.job, row, res.moved, res.bytes, res.big)
+          return false
+        }
         row.pendingCursor = next
         if (next === '0') row.step = 'verify'
         this.ms.recordBatch(this.job, row, res.moved, res.bytes, res.big)
         if (next === '0') break
-        await this.checkControl()
       }
     }
     // verify: nothing of the bucket or the pending set is left on the source.
     for (let round = 1; ; round++) {
       const left = await this.leftovers(row)
-      if (!left.length) return
+      if (!left.length) return true
       if (round > 3) {
         throw new RstoreError('EMIGRATE', `slot ${row.slot}: ${left.length} key(s) are still on group ${row.source} after moving (e.g. '${printableKey(left[0]!)}'); job ${this.job.id} is left resumable`)
       }
+      if (await leave()) return false
       this.log(`slot ${row.slot}: ${left.length} key(s) still on the source, moving them again`)
-      const res = await this.moveKeys(row, left)
+      const res = await move(left)
       this.ms.recordBatch(this.job, row, res.moved, res.bytes, res.big)
+      if (!res.complete) return false
     }
+  }
+
+  /** The fast path applies to a slot still held (migrating + pending), without --delay/--rate. */
+  private canHold(row: SlotRow): boolean {
+    const t = this.topo.slots[row.slot]!
+    return this.opts.holdMs > 0 && this.opts.delayMs <= 0 && !(this.opts.rate > 0) && t.state === 'migrating' && t.pending === true
+  }
+
+  private lastPauseCheck = 0
+
+  /** `rstore jobs pause` (read at most every 100 ms): a held slot is released before pausing. */
+  private pauseAsked(): boolean {
+    const now = Date.now()
+    if (now - this.lastPauseCheck < 100) return false
+    this.lastPauseCheck = now
+    return this.ms.control(this.job.id) === 'pause'
   }
 
   private async leftovers(row: SlotRow): Promise<Buffer[]> {
@@ -773,18 +844,60 @@ class Mover {
     this.rateKeys += n
   }
 
+  /** A key over --big-key: alone, by MIGRATE (the source stalls meanwhile; the stall is reported). */
+  private async moveBigKey(row: SlotRow, key: Buffer, size: number, res: MoveResult): Promise<void> {
+    const r = await migrateKeys(this.masters.get(this.masterOf(row.source)), this.masterOf(row.target), [key], this.opts.bigKeyTimeoutMs)
+    res.moved++
+    res.bytes += size
+    this.keysThisRun++
+    this.bytesThisRun += size
+    res.big.push({slot: row.slot, key, bytes: size, stallMs: r.ms})
+    this.progress.set({bigKeys: this.progress.state.bigKeys + 1})
+    this.log(`big key '${printableKey(key)}' (slot ${row.slot}, ${size} bytes) moved alone in ${r.ms.toFixed(0)} ms`)
+  }
+
+  /**
+   * Moves keys of a HELD slot: per batch, DUMP on the source, RESTORE ... REPLACE on the target, then
+   * UNLINK on the source. Not atomic per key, which is safe only because no proxy touches the slot
+   * meanwhile; a mover killed between the steps leaves a copy on both sides, and the source copy,
+   * still authoritative, replaces it on the next run.
+   */
+  private async moveHeld(row: SlotRow, keysIn: Buffer[], over: () => boolean): Promise<MoveResult> {
+    const res: MoveResult = {moved: 0, bytes: 0, big: [], complete: true}
+    const keys = userKeys(keysIn)
+    const src = this.masters.get(this.masterOf(row.source))
+    const dst = this.masters.get(this.masterOf(row.target))
+    const big: {key: Buffer; size: number}[] = []
+    const t0 = performance.now()
+    let next = 0
+    const worker = async () => {
+      while (next < keys.length) {
+        if (over()) {
+          res.complete = false
+          return
+        }
+        const batch = keys.slice(next, (next += this.batch))
+        const d = await dumpKeys(src, batch, this.opts.bigKeyBytes)
+        await restoreKeys(dst, d)
+        if (d.keys.length) await src.unlink(...d.keys)
+        big.push(...d.big)
+        res.moved += d.keys.length
+        res.bytes += d.bytes
+        this.keysThisRun += d.keys.length
+        this.bytesThisRun += d.bytes
+        this.progress.set({keysMoved: this.job.progress.keysMoved + res.moved})
+      }
+    }
+    await Promise.all(Array.from({length: HELD_INFLIGHT}, worker))
+    this.migrateMs += performance.now() - t0
+    for (const b of big) await this.moveBigKey(row, b.key, b.size, res)
+    return res
+  }
+
   /** MIGRATEs keys (of row's slot) from the source to the target master: batches, big keys alone. */
   private async moveKeys(row: SlotRow, keysIn: Buffer[]): Promise<MoveResult> {
-    const res: MoveResult = {moved: 0, bytes: 0, big: []}
-    const seen = new Set<string>()
-    const keys: Buffer[] = []
-    for (const k of keysIn) {
-      if (isInternalKey(k)) continue
-      const id = k.toString('latin1')
-      if (seen.has(id)) continue
-      seen.add(id)
-      keys.push(k)
-    }
+    const res: MoveResult = {moved: 0, bytes: 0, big: [], complete: true}
+    const keys = userKeys(keysIn)
     if (!keys.length) return res
     const srcAddr = this.masterOf(row.source)
     const dst = this.masterOf(row.target)
@@ -818,14 +931,7 @@ class Mover {
           await flush()
           await this.throttle(1)
           await this.checkControl()
-          const r = await migrateKeys(src, dst, [key], this.opts.bigKeyTimeoutMs)
-          res.moved++
-          res.bytes += size
-          this.keysThisRun++
-          this.bytesThisRun += size
-          res.big.push({slot: row.slot, key, bytes: size, stallMs: r.ms})
-          this.progress.set({bigKeys: this.progress.state.bigKeys + 1})
-          this.log(`big key '${printableKey(key)}' (slot ${row.slot}, ${size} bytes) moved alone in ${r.ms.toFixed(0)} ms`)
+          await this.moveBigKey(row, key, size, res)
           if (this.opts.delayMs > 0) await sleep(this.opts.delayMs)
           continue
         }
@@ -837,6 +943,20 @@ class Mover {
     }
     return res
   }
+}
+
+/** The keys without rstore's own (`__rstore:...`) and without repeats. */
+function userKeys(keysIn: Buffer[]): Buffer[] {
+  const seen = new Set<string>()
+  const keys: Buffer[] = []
+  for (const k of keysIn) {
+    if (isInternalKey(k)) continue
+    const id = k.toString('latin1')
+    if (seen.has(id)) continue
+    seen.add(id)
+    keys.push(k)
+  }
+  return keys
 }
 
 export function printableKey(key: Buffer): string {
