@@ -59,12 +59,27 @@ const WATCH_DEBOUNCE_MS = 2
  */
 export class TopologyStore {
   readonly prefix: string
+  private readonly slotsPrefix: string
+  private readonly groupsPrefix: string
+  private readonly epochKey: string
+  /** Parsed slot records by slot id, with the stored text they were parsed from (frozen: shared). */
+  private slotCache: ({value: string; slot: SlotInfo} | undefined)[] = []
+  /** Parsed group records by group id, likewise. */
+  private groupCache = new Map<number, {value: string; group: GroupInfo}>()
+  /**
+   * The last topology read or written by this store (frozen records), valid while the epoch key's
+   * modRevision is still meta.epochRevision: every write to slots/ or groups/ also writes the epoch.
+   */
+  private snapshot: {topo: Topology; meta: TopologyMeta} | null = null
 
   constructor(
     readonly coord: Coordinator,
     readonly product: string,
   ) {
     this.prefix = `/rstore/${product}/`
+    this.slotsPrefix = this.key('slots', '')
+    this.groupsPrefix = this.key('groups', '')
+    this.epochKey = this.key('epoch')
   }
 
   /** `/rstore/<product>/` + parts joined by `/`. */
@@ -72,14 +87,40 @@ export class TopologyStore {
     return this.prefix + parts.join('/')
   }
 
-  /** The topology as one consistent snapshot (one list() of the product prefix). */
+  /**
+   * The topology as one consistent snapshot. When the epoch key has not been written since this store
+   * last read or wrote the topology, that snapshot is returned after one get() of the epoch key;
+   * otherwise one list() of the product prefix (only changed records are parsed again).
+   */
   async load(): Promise<Topology> {
     return (await this.loadWithMeta()).topo
   }
 
   /** load() plus the facts update() needs (initialized, the epoch key's modRevision). */
   async loadWithMeta(): Promise<{topo: Topology; meta: TopologyMeta}> {
-    return this.parse(await this.coord.list(this.prefix))
+    return copyOf(await this.read())
+  }
+
+  /** The current snapshot (validated by one get(), else listed and parsed); not to be handed out. */
+  private async read(): Promise<{topo: Topology; meta: TopologyMeta}> {
+    const snap = this.snapshot
+    if (snap && snap.meta.epochRevision > 0) {
+      const kv = await this.coord.get(this.epochKey)
+      if (kv && kv.modRevision === snap.meta.epochRevision) return snap
+    }
+    // (Concurrent reads may keep an older snapshot last: it only fails the next check.)
+    this.snapshot = this.parse(await this.coord.list(this.prefix))
+    return this.snapshot
+  }
+
+  /**
+   * The topology in the keys of one list() of the product prefix (e.g. a proxy's, which also reads
+   * the rules config from it). Records whose stored text did not change since this store last parsed
+   * them are not parsed again. The result's arrays and map are the caller's; its SlotInfo and
+   * GroupInfo objects are shared and frozen.
+   */
+  parseKvs(kvs: KeyValue[]): {topo: Topology; meta: TopologyMeta} {
+    return this.parse(kvs)
   }
 
   /** True once `slot init` has created the slot table. */
@@ -114,27 +155,32 @@ export class TopologyStore {
     extraOps: Op[] = [],
   ): Promise<number> {
     for (let attempt = 1; ; attempt++) {
-      const {topo, meta} = await this.loadWithMeta()
+      // change() gets a copy: what it does to it cannot reach the snapshot kept for the next read.
+      const base = await this.read()
+      const {topo, meta} = copyOf(base)
       const ch = change(topo, meta)
       const slots = ch.slots ?? []
       const groups = ch.groups ?? []
       const deleteGroups = ch.deleteGroups ?? []
-      if (!slots.length && !groups.length && !deleteGroups.length && !extraOps.length) return topo.epoch
-      this.check(topo, slots, groups, deleteGroups)
+      if (!slots.length && !groups.length && !deleteGroups.length && !extraOps.length) return base.topo.epoch
+      this.check(base.topo, slots, groups, deleteGroups)
 
-      const epoch = topo.epoch + 1
+      const epoch = base.topo.epoch + 1
       const ops: Op[] = []
       for (const s of slots) ops.push({type: 'put', key: this.key('slots', s.id), value: JSON.stringify(slotRecord(s))})
       for (const g of groups) ops.push({type: 'put', key: this.key('groups', g.id), value: JSON.stringify(groupRecord(g))})
       for (const id of deleteGroups) ops.push({type: 'delete', key: this.key('groups', id)})
-      ops.push({type: 'put', key: this.key('epoch'), value: JSON.stringify(epoch)})
+      ops.push({type: 'put', key: this.epochKey, value: JSON.stringify(epoch)})
       ops.push(...extraOps)
-      const compares: Compare[] = [{key: this.key('epoch'), modRevision: meta.epochRevision}, ...extraCompares]
+      const compares: Compare[] = [{key: this.epochKey, modRevision: base.meta.epochRevision}, ...extraCompares]
       const res = await this.coord.txn(compares, ops)
-      if (res.succeeded) return epoch
+      if (res.succeeded) {
+        this.afterWrite(base, ops, extraOps, res.revision)
+        return epoch
+      }
 
-      const now = await this.coord.get(this.key('epoch'))
-      if ((now?.modRevision ?? 0) === meta.epochRevision) throw new PreconditionFailedError()
+      const now = await this.coord.get(this.epochKey)
+      if ((now?.modRevision ?? 0) === base.meta.epochRevision) throw new PreconditionFailedError()
       if (attempt >= UPDATE_ATTEMPTS) {
         throw new ConflictError(`the topology kept changing while this change was applied (${attempt} attempts); try again`)
       }
@@ -202,34 +248,95 @@ export class TopologyStore {
   // ---- internals ----
 
   private parse(kvs: KeyValue[]): {topo: Topology; meta: TopologyMeta} {
-    const slots: SlotInfo[] = []
-    for (let id = 0; id < SLOT_COUNT; id++) slots.push({id, state: 'offline', group: 0})
-    const groups = new Map<number, GroupInfo>()
+    const slots: SlotInfo[] = new Array<SlotInfo>(SLOT_COUNT)
+    const groups: [number, GroupInfo][] = []
     let epoch = 0
     let epochRevision = 0
     let initialized = false
-    const slotsPrefix = this.key('slots', '')
-    const groupsPrefix = this.key('groups', '')
-    const epochKey = this.key('epoch')
+    const {slotsPrefix, groupsPrefix, epochKey} = this
+    const slotCache: ({value: string; slot: SlotInfo} | undefined)[] = new Array(SLOT_COUNT)
+    const groupCache = new Map<number, {value: string; group: GroupInfo}>()
     for (const kv of kvs) {
       if (kv.key === epochKey) {
-        const n = this.json<unknown>(kv)
-        if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) throw new CorruptError(`stored ${kv.key} is not an epoch number: ${kv.value}`)
-        epoch = n
+        epoch = this.parseEpoch(kv)
         epochRevision = kv.modRevision
       } else if (kv.key.startsWith(slotsPrefix)) {
         const id = Number(kv.key.slice(slotsPrefix.length))
         if (!Number.isInteger(id) || id < 0 || id >= SLOT_COUNT) continue
-        slots[id] = this.parseSlot(kv, id)
+        let c = this.slotCache[id]
+        if (!c || c.value !== kv.value) c = {value: kv.value, slot: Object.freeze(this.parseSlot(kv, id))}
+        slotCache[id] = c
+        slots[id] = c.slot
         initialized = true
       } else if (kv.key.startsWith(groupsPrefix)) {
         const id = Number(kv.key.slice(groupsPrefix.length))
         if (!Number.isInteger(id) || id < 1) continue
-        groups.set(id, this.parseGroup(kv, id))
+        let c = this.groupCache.get(id)
+        if (!c || c.value !== kv.value) c = {value: kv.value, group: freezeGroup(this.parseGroup(kv, id))}
+        groupCache.set(id, c)
+        groups.push([id, c.group])
       }
     }
-    const sorted = new Map([...groups.entries()].sort((a, b) => a[0] - b[0]))
+    for (let id = 0; id < SLOT_COUNT; id++) slots[id] ??= offlineSlot(id)
+    this.slotCache = slotCache
+    this.groupCache = groupCache
+    const sorted = new Map(groups.sort((a, b) => a[0] - b[0]))
     return {topo: {epoch, slots, groups: sorted}, meta: {initialized, epochRevision}}
+  }
+
+  /**
+   * After update()'s transaction succeeded at revision: the snapshot it read plus what it wrote is the
+   * topology at that revision (the epoch key's new modRevision), unless extraOps touched topology keys.
+   */
+  private afterWrite(base: {topo: Topology; meta: TopologyMeta}, ops: Op[], extraOps: Op[], revision: number): void {
+    const {topo, meta} = base
+    if (!(revision > meta.epochRevision) || extraOps.some((op) => this.touchesTopology(op))) return
+    const slots = topo.slots.slice()
+    const groups = new Map(topo.groups)
+    let initialized = meta.initialized
+    try {
+      for (const op of ops) {
+        if (op.type === 'delete') {
+          if (op.key.startsWith(this.groupsPrefix)) {
+            const id = Number(op.key.slice(this.groupsPrefix.length))
+            groups.delete(id)
+            this.groupCache.delete(id)
+          }
+          continue
+        }
+        if (op.type !== 'put') continue
+        const kv: KeyValue = {key: op.key, value: op.value, createRevision: revision, modRevision: revision}
+        if (op.key.startsWith(this.slotsPrefix)) {
+          const id = Number(op.key.slice(this.slotsPrefix.length))
+          const slot = Object.freeze(this.parseSlot(kv, id))
+          this.slotCache[id] = {value: op.value, slot}
+          slots[id] = slot
+          initialized = true
+        } else if (op.key.startsWith(this.groupsPrefix)) {
+          const id = Number(op.key.slice(this.groupsPrefix.length))
+          const group = freezeGroup(this.parseGroup(kv, id))
+          this.groupCache.set(id, {value: op.value, group})
+          groups.set(id, group)
+        }
+      }
+    } catch {
+      return // a record that does not read back: the next load() lists and reports it
+    }
+    const sorted = new Map([...groups.entries()].sort((a, b) => a[0] - b[0]))
+    this.snapshot = {topo: {epoch: topo.epoch + 1, slots, groups: sorted}, meta: {initialized, epochRevision: revision}}
+  }
+
+  /** Whether an extra op of update() writes the epoch, slots/ or groups/ (then no snapshot is kept). */
+  private touchesTopology(op: Op): boolean {
+    const topoKey = (k: string) => k === this.epochKey || k.startsWith(this.slotsPrefix) || k.startsWith(this.groupsPrefix)
+    if (op.type !== 'deletePrefix') return topoKey(op.key)
+    return [this.epochKey, this.slotsPrefix, this.groupsPrefix].some((k) => k.startsWith(op.prefix) || op.prefix.startsWith(k))
+  }
+
+  private parseEpoch(kv: KeyValue): number {
+    const n = this.json<unknown>(kv)
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) throw new CorruptError(`stored ${kv.key} is not an epoch number: ${kv.value}`)
+    return n
   }
 
   private parseSlot(kv: KeyValue, id: number): SlotInfo {
@@ -303,6 +410,24 @@ function slotRecord(s: SlotInfo): SlotInfo {
 
 function groupRecord(g: GroupInfo): GroupInfo {
   return {id: g.id, servers: g.servers.map((s) => ({addr: s.addr, role: s.role}))}
+}
+
+const OFFLINE_SLOTS: readonly SlotInfo[] = Array.from({length: SLOT_COUNT}, (_, id) => Object.freeze<SlotInfo>({id, state: 'offline', group: 0}))
+
+function offlineSlot(id: number): SlotInfo {
+  return OFFLINE_SLOTS[id]!
+}
+
+function freezeGroup(g: GroupInfo): GroupInfo {
+  for (const s of g.servers) Object.freeze(s)
+  Object.freeze(g.servers)
+  return Object.freeze(g)
+}
+
+/** A snapshot whose array and map the caller may change (the records in them are frozen). */
+function copyOf(snap: {topo: Topology; meta: TopologyMeta}): {topo: Topology; meta: TopologyMeta} {
+  const {topo, meta} = snap
+  return {topo: {epoch: topo.epoch, slots: topo.slots.slice(), groups: new Map(topo.groups)}, meta: {...meta}}
 }
 
 function sleep(ms: number): Promise<void> {

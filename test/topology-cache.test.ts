@@ -1,0 +1,225 @@
+// The topology store's cached snapshot and per-record parse cache: what another writer (another store
+// instance, another process's coordinator handle) changes is always seen; nothing a caller does to a
+// returned topology reaches the cache.
+import assert from 'node:assert/strict'
+import {after, before, beforeEach, describe, test} from 'node:test'
+import {join} from 'node:path'
+import {EmbeddedCoordinator} from '../src/coord/embedded.js'
+import {CorruptError, TopologyStore} from '../src/coord/topology-store.js'
+import type {Coordinator} from '../src/coord/types.js'
+import {addConfig, loadRulesConfig} from '../src/admin/rules-config.js'
+import {removeDir, tempDir} from './harness/process.js'
+
+let dir: string
+let coord: EmbeddedCoordinator
+/** A second handle on the same SQLite file: what another process sees and writes. */
+let other: EmbeddedCoordinator
+let n = 0
+let product: string
+
+before(async () => {
+  dir = tempDir('topocache')
+  coord = await EmbeddedCoordinator.open(join(dir, 'meta.db'), {pollIntervalMs: 10})
+  other = await EmbeddedCoordinator.open(join(dir, 'meta.db'), {pollIntervalMs: 10})
+})
+after(async () => {
+  await coord.close()
+  await other.close()
+  removeDir(dir)
+})
+beforeEach(() => {
+  product = `cache${++n}`
+})
+
+/** The coordinator with its list() and get() calls counted. */
+function counting(inner: Coordinator): {coord: Coordinator; lists: () => number; gets: () => number} {
+  let lists = 0
+  let gets = 0
+  const coord = new Proxy(inner, {
+    get(target, prop, recv) {
+      if (prop === 'list') return (prefix: string) => (lists++, target.list(prefix))
+      if (prop === 'get') return (key: string) => (gets++, target.get(key))
+      const v = Reflect.get(target, prop, recv) as unknown
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v
+    },
+  })
+  return {coord, lists: () => lists, gets: () => gets}
+}
+
+const master = (addr: string) => [{addr, role: 'master' as const}]
+
+async function setUp(store: TopologyStore): Promise<void> {
+  await store.update(() => ({
+    groups: [
+      {id: 1, servers: master('10.0.0.1:6379')},
+      {id: 2, servers: master('10.0.0.2:6379')},
+    ],
+  }))
+  await store.update(() => ({slots: Array.from({length: 1024}, (_, id) => ({id, state: 'online' as const, group: id < 512 ? 1 : 2}))}))
+}
+
+describe('TopologyStore snapshot cache', () => {
+  test('load() and update() reuse the snapshot (one get, no list) while nobody else wrote', async () => {
+    const c = counting(coord)
+    const store = new TopologyStore(c.coord, product)
+    await setUp(store)
+    const lists = c.lists()
+    const e = await store.update((topo) => ({slots: [{id: 3, state: 'online', group: topo.slots[3]!.group === 1 ? 2 : 1}]}))
+    const topo = await store.load()
+    assert.equal(topo.epoch, e)
+    assert.deepEqual(topo.slots[3], {id: 3, state: 'online', group: 2})
+    assert.equal(c.lists(), lists, 'no list() after its own writes')
+    // What was applied to the snapshot equals what a fresh store reads.
+    const fresh = await new TopologyStore(coord, product).loadWithMeta()
+    assert.deepEqual(await store.loadWithMeta(), fresh)
+    assert.equal(c.lists(), lists)
+  })
+
+  test("another process's changes are seen by load() and update()", async () => {
+    const c = counting(coord)
+    const mine = new TopologyStore(c.coord, product)
+    const theirs = new TopologyStore(other, product)
+    await setUp(mine)
+    assert.equal((await mine.load()).slots[7]!.group, 1)
+
+    await theirs.update(() => ({slots: [{id: 7, state: 'online', group: 2}], groups: [{id: 3, servers: master('10.0.0.3:6379')}]}))
+    let lists = c.lists()
+    const seen = await mine.load()
+    assert.equal(c.lists(), lists + 1, 'the epoch moved: one list()')
+    assert.deepEqual(seen.slots[7], {id: 7, state: 'online', group: 2})
+    assert.deepEqual([...seen.groups.keys()], [1, 2, 3])
+
+    await theirs.update(() => ({slots: [{id: 8, state: 'online', group: 3}], deleteGroups: []}))
+    lists = c.lists()
+    let calls = 0
+    const e = await mine.update((topo) => {
+      calls++
+      assert.deepEqual(topo.slots[8], {id: 8, state: 'online', group: 3}, 'change() sees the other write')
+      return {slots: [{id: 9, state: 'online', group: 3}]}
+    })
+    assert.equal(calls, 1)
+    assert.equal(c.lists(), lists + 1)
+    const back = await theirs.load()
+    assert.equal(back.epoch, e)
+    assert.deepEqual(back.slots[8], {id: 8, state: 'online', group: 3})
+    assert.deepEqual(back.slots[9], {id: 9, state: 'online', group: 3})
+
+    // A concurrent change between mine's read and its txn: retried on the new topology, as before.
+    calls = 0
+    await mine.update((topo) => {
+      if (++calls === 1) {
+        // (the embedded txn runs synchronously: it is committed before mine's txn)
+        void other.txn([], [
+          {type: 'put', key: mine.key('slots', 10), value: JSON.stringify({id: 10, state: 'offline', group: 0})},
+          {type: 'put', key: mine.key('epoch'), value: JSON.stringify(topo.epoch + 1)},
+        ])
+      } else assert.deepEqual(topo.slots[10], {id: 10, state: 'offline', group: 0})
+      return {slots: [{id: 11, state: 'online', group: 2}]}
+    })
+    assert.equal(calls, 2)
+    assert.deepEqual((await theirs.load()).slots[11], {id: 11, state: 'online', group: 2})
+    assert.deepEqual(await mine.loadWithMeta(), await new TopologyStore(coord, product).loadWithMeta())
+  })
+
+  test('a deleted group and a re-initialized product are seen', async () => {
+    const mine = new TopologyStore(coord, product)
+    const theirs = new TopologyStore(other, product)
+    await setUp(mine)
+    await mine.update(() => ({groups: [{id: 4, servers: []}]}))
+    assert.ok((await theirs.load()).groups.has(4))
+    await theirs.update(() => ({deleteGroups: [4]}))
+    assert.equal((await mine.load()).groups.has(4), false)
+    await mine.update(() => ({groups: [{id: 4, servers: master('10.0.0.4:6379')}]}))
+    assert.deepEqual((await theirs.load()).groups.get(4), {id: 4, servers: master('10.0.0.4:6379')})
+    await mine.update(() => ({deleteGroups: [4]}))
+    assert.equal((await theirs.load()).groups.has(4), false)
+
+    // Everything deleted behind its back (the epoch key too), then written again.
+    await other.txn([], [{type: 'deletePrefix', prefix: mine.prefix}])
+    const empty = await mine.loadWithMeta()
+    assert.equal(empty.topo.epoch, 0)
+    assert.equal(empty.meta.initialized, false)
+    assert.equal(empty.topo.groups.size, 0)
+    assert.deepEqual(empty.topo.slots[0], {id: 0, state: 'offline', group: 0})
+    await setUp(theirs)
+    assert.deepEqual(await mine.loadWithMeta(), await theirs.loadWithMeta())
+  })
+
+  test('a corrupt record written with an epoch bump is still reported', async () => {
+    const mine = new TopologyStore(coord, product)
+    await setUp(mine)
+    await mine.load()
+    const ek = mine.key('epoch')
+    const cur = (await other.get(ek))!
+    await other.txn([], [
+      {type: 'put', key: mine.key('slots', 5), value: '{"state":"flying","group":1}'},
+      {type: 'put', key: ek, value: String(Number(cur.value) + 1)},
+    ])
+    await assert.rejects(mine.load(), (err: Error) => err instanceof CorruptError && /slots\/5 is not a slot record/.test(err.message))
+    await assert.rejects(mine.update(() => ({})), CorruptError)
+  })
+
+  test('returned topologies are the caller\'s: changing one does not reach the next read', async () => {
+    const store = new TopologyStore(coord, product)
+    await setUp(store)
+    const a = await store.load()
+    assert.throws(() => {
+      ;(a.slots[0] as {group: number}).group = 2
+    }, TypeError, 'slot records are frozen')
+    assert.throws(() => {
+      a.groups.get(1)!.servers.push({addr: 'x:1', role: 'slave'})
+    }, TypeError, 'group records are frozen')
+    a.slots[0] = {id: 0, state: 'offline', group: 0}
+    a.slots.length = 3
+    a.groups.delete(1)
+    a.epoch = 99
+    const b = await store.load()
+    assert.equal(b.slots.length, 1024)
+    assert.deepEqual(b.slots[0], {id: 0, state: 'online', group: 1})
+    assert.ok(b.groups.has(1))
+    assert.notEqual(b.epoch, 99)
+
+    // change() may scribble on the topology it is given; the stored result is only what it returned.
+    const e = await store.update((topo, meta) => {
+      topo.slots[1] = {id: 1, state: 'offline', group: 0}
+      topo.groups.delete(2)
+      meta.epochRevision = 1
+      return {slots: [{id: 2, state: 'online', group: 2}]}
+    })
+    const c = await store.load()
+    assert.equal(c.epoch, e)
+    assert.deepEqual(c.slots[1], {id: 1, state: 'online', group: 1})
+    assert.deepEqual(c.slots[2], {id: 2, state: 'online', group: 2})
+    assert.ok(c.groups.has(2))
+    assert.deepEqual(await store.loadWithMeta(), await new TopologyStore(coord, product).loadWithMeta())
+  })
+
+  test('parseKvs parses only records whose stored text changed', async () => {
+    const store = new TopologyStore(coord, product)
+    await setUp(store)
+    const kvs1 = await coord.list(store.prefix)
+    const t1 = store.parseKvs(kvs1).topo
+    await store.update(() => ({slots: [{id: 600, state: 'online', group: 1}]}))
+    const t2 = store.parseKvs(await coord.list(store.prefix)).topo
+    assert.equal(t2.slots[599], t1.slots[599], 'unchanged record reused')
+    assert.equal(t2.groups.get(1), t1.groups.get(1))
+    assert.notEqual(t2.slots[600], t1.slots[600])
+    assert.deepEqual(t2.slots[600], {id: 600, state: 'online', group: 1})
+    assert.notEqual(t2.slots, t1.slots, 'a new array per call')
+    // An older list parses to what it says (the cache is keyed by the stored text).
+    assert.deepEqual(store.parseKvs(kvs1).topo.slots[600], {id: 600, state: 'online', group: 2})
+  })
+
+  test('rules config written through update() extraOps is read back fresh', async () => {
+    const store = new TopologyStore(coord, product)
+    const theirs = new TopologyStore(other, product)
+    await setUp(store)
+    await store.load()
+    await addConfig(theirs, 'dbunit', {name: 'u1', type: 'redis', server: '127.0.0.1', port: 1})
+    assert.deepEqual((await loadRulesConfig(store)).config.dbunits.map((u) => u.name), ['u1'])
+    await addConfig(store, 'dbunit', {name: 'u2', type: 'redis', server: '127.0.0.1', port: 2})
+    assert.deepEqual((await loadRulesConfig(theirs)).config.dbunits.map((u) => u.name).sort(), ['u1', 'u2'])
+    assert.deepEqual((await loadRulesConfig(store)).config.dbunits.map((u) => u.name).sort(), ['u1', 'u2'])
+    assert.equal((await store.load()).epoch, (await theirs.load()).epoch)
+  })
+})
