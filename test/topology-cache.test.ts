@@ -1,14 +1,19 @@
-// The topology store's cached snapshot and per-record parse cache: what another writer (another store
-// instance, another process's coordinator handle) changes is always seen; nothing a caller does to a
-// returned topology reaches the cache.
+// The topology store's cached snapshot and per-record parse cache, and the proxy's one list() per
+// epoch: what another writer (another store instance, another process's coordinator handle) changes is
+// always seen; nothing a caller does to a returned topology reaches the cache; rules config changes
+// reach a proxy, and an invalid one is refused exactly as before.
 import assert from 'node:assert/strict'
 import {after, before, beforeEach, describe, test} from 'node:test'
 import {join} from 'node:path'
+import {Redis} from 'ioredis'
 import {EmbeddedCoordinator} from '../src/coord/embedded.js'
 import {CorruptError, TopologyStore} from '../src/coord/topology-store.js'
 import type {Coordinator} from '../src/coord/types.js'
 import {addConfig, loadRulesConfig} from '../src/admin/rules-config.js'
-import {removeDir, tempDir} from './harness/process.js'
+import {DEFAULT_PROXY_OPTIONS, Proxy} from '../src/proxy/proxy.js'
+import {RuleRouter} from '../src/proxy/rule-route.js'
+import type {DispatchContext} from '../src/proxy/dispatch.js'
+import {removeDir, tempDir, waitFor} from './harness/process.js'
 
 let dir: string
 let coord: EmbeddedCoordinator
@@ -35,7 +40,7 @@ beforeEach(() => {
 function counting(inner: Coordinator): {coord: Coordinator; lists: () => number; gets: () => number} {
   let lists = 0
   let gets = 0
-  const coord = new Proxy(inner, {
+  const coord = new globalThis.Proxy(inner, {
     get(target, prop, recv) {
       if (prop === 'list') return (prefix: string) => (lists++, target.list(prefix))
       if (prop === 'get') return (key: string) => (gets++, target.get(key))
@@ -221,5 +226,106 @@ describe('TopologyStore snapshot cache', () => {
     assert.deepEqual((await loadRulesConfig(theirs)).config.dbunits.map((u) => u.name).sort(), ['u1', 'u2'])
     assert.deepEqual((await loadRulesConfig(store)).config.dbunits.map((u) => u.name).sort(), ['u1', 'u2'])
     assert.equal((await store.load()).epoch, (await theirs.load()).epoch)
+  })
+})
+
+describe('RuleRouter.fromKvs', () => {
+  const cfg = {
+    dbunits: [{name: 'u1', type: 'redis', server: '127.0.0.1', port: 1}],
+    dbgroups: [{name: 'g1', type: 'redis', replicateMode: 'writeone', items: [{name: 'u1', isMaster: true, readWeight: 1}]}],
+    shards: [{name: 's1', shardType: 'hash', shardMap: [{refType: 'dbgroup', refName: 'g1'}]}],
+    rules: [{name: 'r1', order: 1, regexp: 'a:.*', hashSlot: 0, shardName: 's1', example: 'a:1'}],
+  }
+
+  test('reuses the compiled rules while the config keys are unchanged, recompiles when one changes', async () => {
+    const store = new TopologyStore(coord, product)
+    await setUp(store)
+    for (const kind of ['dbunit', 'dbgroup', 'shard', 'rule'] as const) for (const x of cfg[`${kind}s`]) await addConfig(store, kind, x)
+    const r1 = RuleRouter.fromKvs(store, await coord.list(store.prefix), RuleRouter.empty())
+    assert.equal(r1.requiresRules, true)
+    const e = await store.update(() => ({slots: [{id: 0, state: 'online', group: 2}]}))
+    const r2 = RuleRouter.fromKvs(store, await coord.list(store.prefix), r1)
+    assert.equal(r2.rules, r1.rules, 'same compiled rules')
+    assert.equal(r2.epoch, e)
+    assert.equal(r2.route(Buffer.from('a:x')).kind, 'dbgroup')
+    assert.equal(r2.route(Buffer.from('b:x')).kind, 'unregistered')
+
+    await addConfig(store, 'rule', {name: 'r2', order: 2, regexp: 'b:.*', hashSlot: 0, shardName: 's1', example: 'b:1'})
+    const r3 = RuleRouter.fromKvs(store, await coord.list(store.prefix), r2)
+    assert.notEqual(r3.rules, r2.rules)
+    assert.equal(r3.route(Buffer.from('b:x')).kind, 'dbgroup')
+    // The same as load() (its own list) reads.
+    assert.deepEqual(r3.rules, (await RuleRouter.load(store)).rules)
+  })
+})
+
+describe('Proxy: one list() per epoch', () => {
+  test('slot changes and rules config changes are applied from one list(); an invalid config is refused', async () => {
+    const c = counting(coord)
+    const store = new TopologyStore(coord, product)
+    await setUp(store)
+    const p = new Proxy(c.coord, product, {...DEFAULT_PROXY_OPTIONS, id: 'p1', host: '127.0.0.1', port: 0, httpAddr: '127.0.0.1:0'})
+    await p.start()
+    const ctx = (p as unknown as {ctx: DispatchContext}).ctx
+    const r = new Redis({port: p.port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false})
+    try {
+      await store.coord.txn([], [{type: 'put', key: store.key('proxyctl', 'p1'), value: JSON.stringify({state: 'online'})}])
+      await waitFor('proxy online', async () => p.status().state === 'online', 5000)
+      await r.connect()
+
+      // Slot changes: one list() per applied epoch.
+      for (let i = 0; i < 5; i++) {
+        const lists = c.lists()
+        const e = await store.update((topo) => ({slots: [{id: 0, state: 'online', group: topo.slots[0]!.group === 1 ? 2 : 1}]}))
+        await waitFor(`epoch ${e} applied`, async () => p.table.epoch === e, 5000)
+        assert.equal(c.lists() - lists, 1, 'one list() for the epoch')
+      }
+      const router0 = ctx.rules.router
+      assert.equal(router0.requiresRules, false)
+
+      // A rules config: every key must now match a rule.
+      for (const kind of ['dbunit', 'dbgroup', 'shard'] as const) {
+        const x = {
+          dbunit: {name: 'u1', type: 'redis', server: '127.0.0.1', port: 1},
+          dbgroup: {name: 'g1', type: 'redis', replicateMode: 'writeone', items: [{name: 'u1', isMaster: true, readWeight: 1}]},
+          shard: {name: 's1', shardType: 'hash', shardMap: [{refType: 'dbgroup', refName: 'g1'}]},
+        }[kind]
+        await addConfig(store, kind, x)
+      }
+      const {epoch: ruleEpoch} = await addConfig(store, 'rule', {name: 'r1', order: 1, regexp: 'a:.*', hashSlot: 0, shardName: 's1', example: 'a:1'})
+      await waitFor('rules applied', async () => p.table.epoch === ruleEpoch, 5000)
+      assert.equal(ctx.rules.router.requiresRules, true)
+      await assert.rejects(r.get('zzz'), /key not registered/)
+
+      // A slot change keeps the compiled rules.
+      const router1 = ctx.rules.router
+      const e1 = await store.update(() => ({slots: [{id: 1, state: 'online', group: 2}]}))
+      await waitFor(`epoch ${e1} applied`, async () => p.table.epoch === e1, 5000)
+      assert.equal(ctx.rules.router.rules, router1.rules)
+      assert.equal(ctx.rules.router.epoch, e1)
+
+      // An invalid config (written around the validation) is refused; the last good one is served.
+      const ek = store.key('epoch')
+      const cur = (await coord.get(ek))!
+      const bad = Number(cur.value) + 1
+      await coord.txn([{key: ek, modRevision: cur.modRevision}], [
+        {type: 'put', key: store.key('rules', 'r2'), value: JSON.stringify({name: 'r2', order: 2, regexp: 'b:.*', hashSlot: 0, shardName: 'nope', example: 'b:1'})},
+        {type: 'put', key: ek, value: JSON.stringify(bad)},
+      ])
+      await waitFor('refused', async () => /rules config at epoch/.test(p.topologyError), 5000)
+      assert.match(p.topologyError, new RegExp(`^refused rules config at epoch ${bad}: .*nope.*; serving epoch ${e1}$`))
+      assert.equal(p.table.epoch, e1)
+      assert.equal(ctx.rules.router.rules, router1.rules)
+      await assert.rejects(r.get('b:1'), /key not registered/)
+
+      // Fixed: applied.
+      const fixed = (await addConfig(store, 'shard', {name: 'nope', shardType: 'hash', shardMap: [{refType: 'dbgroup', refName: 'g1'}]})).epoch
+      await waitFor('fixed config applied', async () => p.table.epoch === fixed, 5000)
+      assert.equal(p.topologyError, '')
+      assert.equal(ctx.rules.router.route(Buffer.from('b:1')).kind, 'dbgroup')
+    } finally {
+      r.disconnect()
+      await p.stop()
+    }
   })
 })

@@ -46,6 +46,8 @@ export interface LoadedRulesConfig {
   epochRevision: number
   /** Cutover records (`cutovers/<name>`), active or not. */
   cutovers: Cutover[]
+  /** The stored keys and values config and cutovers were read from: an equal source reads the same. */
+  source: string
 }
 
 /** Reads the configuration as one snapshot (one list() of the product prefix). Not validated. */
@@ -61,8 +63,11 @@ export function parseRulesConfig(store: TopologyStore, kvs: KeyValue[]): LoadedR
   const cutovers: Cutover[] = []
   const epochKey = store.key('epoch')
   const cutoverPrefix = store.key('cutovers', '')
+  const kinds = CONFIG_KINDS.map((kind) => ({list: config[DIRS[kind]] as unknown[], prefix: store.key(DIRS[kind], '')}))
+  const source: string[] = []
   for (const kv of kvs) {
     if (kv.key.startsWith(cutoverPrefix)) {
+      source.push(kv.key, kv.value)
       let v: unknown
       try {
         v = JSON.parse(kv.value)
@@ -77,19 +82,19 @@ export function parseRulesConfig(store: TopologyStore, kvs: KeyValue[]): LoadedR
       epochRevision = kv.modRevision
       continue
     }
-    for (const kind of CONFIG_KINDS) {
-      const prefix = store.key(DIRS[kind], '')
+    for (const {list, prefix} of kinds) {
       if (!kv.key.startsWith(prefix)) continue
+      source.push(kv.key, kv.value)
       let v: unknown
       try {
         v = JSON.parse(kv.value)
       } catch {
         throw new RstoreError('ECORRUPT', `stored ${kv.key} is not JSON: ${kv.value.slice(0, 80)}`)
       }
-      ;(config[DIRS[kind]] as unknown[]).push(v)
+      list.push(v)
     }
   }
-  return {config, epoch, epochRevision, cutovers}
+  return {config, epoch, epochRevision, cutovers, source: source.join('\0')}
 }
 
 /** The stored configuration, validated (a stored config that fails validation is reported, not served). */

@@ -239,13 +239,15 @@ export class Proxy implements SessionHost, LocalHost {
       do {
         this.applyAgain = false
         try {
-          const topo = await this.store.load()
+          // One list() for both the topology and the rules config: one snapshot, read once.
+          const kvs = await this.coord.list(this.store.prefix)
+          const {topo} = this.store.parseKvs(kvs)
           if (!force && topo.epoch === this.ctx.table.epoch && this.ctx.table.masters.length && !this.topologyError) continue
           force = false
           let rules: RuleRouter | undefined
           let problem = topologyProblem(topo)
           try {
-            rules = await RuleRouter.load(this.store)
+            rules = RuleRouter.fromKvs(this.store, kvs, this.ctx.rules.router)
           } catch (err) {
             problem = problem ?? `rules config at epoch ${topo.epoch}: ${(err as Error).message}`
           }

@@ -1,5 +1,6 @@
-import {loadRulesConfig} from '../admin/rules-config.js'
+import {loadRulesConfig, parseRulesConfig} from '../admin/rules-config.js'
 import type {TopologyStore} from '../coord/topology-store.js'
+import type {KeyValue} from '../coord/types.js'
 import {isActive, validateCutovers, type Cutover, type CutoverStep} from '../topology/cutover.js'
 import {compileRules, RouteError, type CompiledRules, type DbGroup, type RoutePath, type RulesConfig} from '../topology/rules.js'
 
@@ -37,6 +38,8 @@ export const KEY_NOT_REGISTERED = 'ERR key not registered'
 export class RuleRouter {
   /** Active cutovers by rule name. */
   private readonly cutovers = new Map<string, Cutover>()
+  /** What fromKvs read this router from (parseRulesConfig's source), if it did. */
+  private source?: string
 
   constructor(
     readonly rules: CompiledRules,
@@ -56,6 +59,18 @@ export class RuleRouter {
   static async load(store: TopologyStore): Promise<RuleRouter> {
     const {config, epoch, cutovers} = await loadRulesConfig(store)
     return RuleRouter.fromConfig(config, epoch, cutovers)
+  }
+
+  /**
+   * The configuration (and cutovers) in the keys of one list() of the product prefix (a proxy's).
+   * When they are stored exactly as previous's were (the usual case: an epoch that only moved slots),
+   * previous's compiled rules are reused instead of compiled again.
+   */
+  static fromKvs(store: TopologyStore, kvs: KeyValue[], previous?: RuleRouter): RuleRouter {
+    const {config, epoch, cutovers, source} = parseRulesConfig(store, kvs)
+    const router = previous?.source === source ? new RuleRouter(previous.rules, epoch, cutovers) : RuleRouter.fromConfig(config, epoch, cutovers)
+    router.source = source
+    return router
   }
 
   static empty(): RuleRouter {
