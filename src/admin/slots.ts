@@ -20,6 +20,8 @@ export interface SlotRange {
   fromGroup?: number
   /** Waiting in a migration job (see SlotInfo.pending). */
   pending?: boolean
+  /** Next in line in a migration job: the proxies park its commands (see SlotInfo.hold). */
+  hold?: boolean
 }
 
 export function parseStatus(text: string): SlotStatus {
@@ -55,7 +57,8 @@ export function compactSlots(slots: SlotInfo[]): SlotRange[] {
       last.state === s.state &&
       last.group === s.group &&
       last.fromGroup === fromGroup &&
-      !!last.pending === !!s.pending
+      !!last.pending === !!s.pending &&
+      !!last.hold === !!s.hold
     ) {
       last.to = s.id
       last.count++
@@ -63,6 +66,7 @@ export function compactSlots(slots: SlotInfo[]): SlotRange[] {
       const r: SlotRange = {from: s.id, to: s.id, count: 1, state: s.state, group: s.group}
       if (fromGroup !== undefined) r.fromGroup = fromGroup
       if (s.pending) r.pending = true
+      if (s.hold) r.hold = true
       out.push(r)
     }
   }

@@ -347,6 +347,7 @@ export class TopologyStore {
     const s: SlotInfo = {id, state: v.state as SlotState, group: v.group as number}
     if (v.from !== undefined && v.from !== null) s.from = v.from
     if (v.pending === true) s.pending = true
+    if (v.hold === true) s.hold = true
     return s
   }
 
@@ -405,6 +406,7 @@ function slotRecord(s: SlotInfo): SlotInfo {
   const r: SlotInfo = {id: s.id, state: s.state, group: s.group}
   if (s.state === 'migrating' && s.from !== undefined) r.from = s.from
   if (s.pending) r.pending = true
+  if (s.hold && s.state === 'online') r.hold = true
   return r
 }
 

@@ -298,7 +298,13 @@ export class MigrationStore {
     const n = this.n(job)
     this.db.transaction(() => {
       const seq = (this.st.maxSeq.get(n)?.m ?? -1) + 1
-      for (const [slot, keys] of perSlot) if (keys.length) this.st.insertChunk.run(n, slot, seq, keys.length, packKeys(keys))
+      // At most BUCKET_ROW_KEYS keys per row: the mover reads a slot's bucket a row at a time.
+      for (const [slot, keys] of perSlot) {
+        for (let i = 0; i < keys.length; i += BUCKET_ROW_KEYS) {
+          const part = keys.slice(i, i + BUCKET_ROW_KEYS)
+          this.st.insertChunk.run(n, slot, seq + i / BUCKET_ROW_KEYS, part.length, packKeys(part))
+        }
+      }
       this.st.scanUpsert.run(n, group, cursor, done ? 1 : 0, seen)
     })()
   }
@@ -393,6 +399,9 @@ export class MigrationStore {
 }
 
 /** Keys as one BLOB: each a 4-byte big-endian length and its bytes. */
+/** Keys per stored bucket row (a held slot's move starts after reading one). */
+const BUCKET_ROW_KEYS = 1000
+
 export function packKeys(keys: Buffer[]): Buffer {
   let size = 0
   for (const k of keys) size += 4 + k.length

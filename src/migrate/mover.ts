@@ -22,7 +22,7 @@ import {ConflictError, NotFoundError, RstoreError, ValidationError} from '../err
 import {masterOf, parseGroupId, parseSlotRange, type SlotInfo, type Topology} from '../topology/model.js'
 import {slotOf} from '../topology/slots.js'
 import {pendingSetKey} from '../proxy/routing.js'
-import {BarrierTimeoutError, waitForProxies} from './barrier.js'
+import {BarrierTimeoutError, ProxyAcks} from './barrier.js'
 import {canonicalJson, type CheckpointDb, type Job} from './checkpoints.js'
 import {LockLostError, MigrationLock} from './lock.js'
 import {MigrationStore, type BigKey, type MigrationKind, type MigrationProgress, type PlannedSlot, type SlotRow} from './migration-store.js'
@@ -315,7 +315,7 @@ export async function runMigrationJob(
   } finally {
     signal?.removeEventListener('abort', onAbort)
     progress.stop()
-    mover.close()
+    await mover.close()
     await lock.release()
   }
 }
@@ -356,6 +356,12 @@ interface MoveResult {
 class Mover {
   private topo!: Topology
   private readonly masters = new Masters()
+  private readonly acks: ProxyAcks
+  /** The slot next in line, held (online + hold) so that it can move as soon as it turns migrating. */
+  private preheld: SlotRow | null = null
+  /** Every proxy has acknowledged preheld's hold. */
+  private preheldAcked = false
+  private preholdReleases = 0
   private cancel = false
   private stopAsked = false
   private barriers = 0
@@ -383,14 +389,16 @@ class Mover {
     let batch = Math.max(1, opts.batch)
     if (opts.rate > 0) batch = Math.max(1, Math.min(batch, Math.floor(opts.rate / 10) || 1))
     this.batch = batch
+    this.acks = new ProxyAcks(store)
   }
 
   requestStop(): void {
     this.stopAsked = true
   }
 
-  close(): void {
+  async close(): Promise<void> {
     this.masters.close()
+    await this.acks.close().catch(() => {})
   }
 
   private log(line: string): void {
@@ -432,7 +440,7 @@ class Mover {
   }
 
   private async barrier(epoch: number): Promise<void> {
-    const waited = await waitForProxies(this.store, epoch, {
+    const waited = await this.acks.wait(epoch, {
       timeoutMs: this.opts.barrierTimeoutSec * 1000,
       log: (l) => this.log(l),
       check: () => {
@@ -454,6 +462,7 @@ class Mover {
     this.lastControlCheck = now
     let control = this.ms.control(this.job.id)
     if (control === 'pause') {
+      await this.releasePreHold()
       const phase = this.progress.state.phase
       this.ms.progress(this.job, {}, 'paused')
       this.progress.set({phase: 'paused'})
@@ -526,66 +535,94 @@ class Mover {
         }
       }
 
-      // 3. slot by slot
+      // 3. slot by slot, two stages overlapped: while one slot's keys move, the proxies acknowledge
+      //    the change that held the next one (docs/migration.md, "the pipeline").
       this.progress.set({phase: 'moving'})
       this.moveStartedAt = Date.now()
-      if (rec.landed.length || rec.inflight) await this.barrier(this.topo.epoch)
-      for (const r of rec.landed) await this.finishSlot(r)
-      let current = rec.inflight
       const queue = rec.queued.slice()
+      // A slot held by an interrupted run is the head of its queue; any other held one is released.
+      if (queue[0] && this.topo.slots[queue[0].slot]!.hold) this.preheld = queue.shift()!
+      const strays = queue.filter((r) => this.topo.slots[r.slot]!.hold)
+      if (strays.length) await this.change((topo) => strays.map((r) => ({...topo.slots[r.slot]!, hold: false})))
+      if (rec.landed.length || rec.inflight || this.preheld) await this.barrier(this.topo.epoch)
+      this.preheldAcked = this.preheld !== null
+      for (const r of rec.landed) await this.finishSlot(r)
+      /** Moved, goes online in the next change. */
+      let done: SlotRow | null = null
+      /** To move in this round: migrating already (acknowledged), or held (acknowledged or not), or queued. */
+      let cur: SlotRow | null = rec.inflight
+      let curAcked = cur !== null
       for (;;) {
-        if (current) {
-          this.progress.set({currentSlot: current.slot})
-          const heldFrom = performance.now()
-          const movedBefore = current.keysMoved
-          if (!(await this.moveSlot(current, 'held'))) {
-            if (this.canHold(current)) {
-              this.log(
-                `slot ${current.slot}: released after ${(performance.now() - heldFrom).toFixed(0)} ms held (${current.keysMoved - movedBefore} keys moved meanwhile); the rest moves key by key while proxies serve it`,
-              )
-            }
-            await this.startMoving(current)
-            await this.moveSlot(current, 'online')
-          }
-        }
         await this.checkControl(true)
-        const next = this.cancel ? null : (queue.shift() ?? null)
-        if (!current && !next) break
-        const cur = current
+        if (!cur && !this.cancel) {
+          cur = this.preheld ?? queue.shift() ?? null
+          curAcked = this.preheld !== null && this.preheldAcked
+          this.preheld = null
+        }
+        if (this.cancel && cur?.state === 'queued') {
+          // Not started: stays where it is (the cancel below releases its hold).
+          queue.unshift(cur)
+          cur = null
+        }
+        if (this.cancel && this.preheld) queue.unshift(this.preheld)
+        const next = this.cancel || !cur ? null : (this.preheld ?? queue.shift() ?? null)
+        this.preheld = null
+        if (!done && !cur) break
+        const finishing: SlotRow | null = done
+        const moving: SlotRow | null = cur
         const epoch = await this.change((topo) => {
           const out: SlotInfo[] = []
-          if (cur) {
-            const t = topo.slots[cur.slot]!
-            if (t.state !== 'migrating' || t.group !== cur.target) throw new ConflictError(`slot ${cur.slot} is no longer migrating to group ${cur.target} (now ${t.state} in group ${t.group})`)
-            out.push({id: cur.slot, state: 'online', group: cur.target})
+          if (finishing) {
+            const t = topo.slots[finishing.slot]!
+            if (t.state !== 'migrating' || t.group !== finishing.target) {
+              throw new ConflictError(`slot ${finishing.slot} is no longer migrating to group ${finishing.target} (now ${t.state} in group ${t.group})`)
+            }
+            out.push({id: finishing.slot, state: 'online', group: finishing.target})
           }
-          if (next) {
-            const t = topo.slots[next.slot]!
-            if (t.state !== 'online' || t.group !== next.source) throw new ConflictError(`slot ${next.slot} is no longer online in group ${next.source} (now ${t.state} in group ${t.group})`)
+          if (moving && moving.state === 'queued') {
+            const t = topo.slots[moving.slot]!
+            if (t.state !== 'online' || t.group !== moving.source) throw new ConflictError(`slot ${moving.slot} is no longer online in group ${moving.source} (now ${t.state} in group ${t.group})`)
             // Rule 3, checked on the topology this change is applied to.
-            const other = topo.slots.find((s) => s.state === 'migrating' && s.id !== cur?.slot)
+            const other = topo.slots.find((s) => s.state === 'migrating' && s.id !== finishing?.slot)
             if (other) throw new ConflictError(`slot ${other.id} is migrating (from group ${other.from} to group ${other.group}); only one slot may migrate at a time`)
             // pending on a migrating slot: the move has not started; proxies hold its commands
             // (docs/migration.md) until every proxy has stopped using the old routing.
-            out.push({id: next.slot, state: 'migrating', group: next.target, from: next.source, pending: true})
+            out.push({id: moving.slot, state: 'migrating', group: moving.target, from: moving.source, pending: true})
+          }
+          if (next && !topo.slots[next.slot]!.hold) {
+            const t = topo.slots[next.slot]!
+            if (t.state !== 'online' || t.group !== next.source) throw new ConflictError(`slot ${next.slot} is no longer online in group ${next.source} (now ${t.state} in group ${t.group})`)
+            out.push({...t, hold: true})
           }
           return out
         })
-        if (next) {
-          this.ms.recordMigrating(job, next.slot, epoch)
-          next.state = 'migrating'
+        if (moving && moving.state === 'queued') {
+          this.ms.recordMigrating(job, moving.slot, epoch)
+          moving.state = 'migrating'
         }
-        await this.barrier(epoch)
-        if (cur) await this.finishSlot(cur)
-        current = next
+        this.preheld = next
+        this.preheldAcked = false
+        const releases = this.preholdReleases
+        // The slot to move was held (or migrating) in a table every proxy has acknowledged: its keys
+        // move while this change's barrier runs. Otherwise the barrier comes first.
+        let barrier: Promise<void> = Promise.resolve()
+        if (moving && !curAcked) await this.barrier(epoch)
+        else barrier = this.barrier(epoch)
+        const results = await Promise.allSettled([barrier, moving ? this.moveCurrent(moving) : Promise.resolve()])
+        for (const r of results) if (r.status === 'rejected') throw r.reason
+        // Acknowledged with this barrier, unless a pause released it meanwhile.
+        if (this.preholdReleases === releases) this.preheldAcked = this.preheld !== null
+        if (finishing) await this.finishSlot(finishing)
+        done = moving
+        cur = null
       }
 
       if (this.cancel) {
         const left = this.ms.slots(job.id).filter((r) => r.state === 'queued')
         this.progress.set({phase: 'cancelling'})
-        const marked = left.filter((r) => this.topo.slots[r.slot]!.pending)
+        const marked = left.filter((r) => this.topo.slots[r.slot]!.pending || this.topo.slots[r.slot]!.hold)
         if (marked.length) {
-          const epoch = await this.change((topo) => marked.map((r) => ({...topo.slots[r.slot]!, pending: false})))
+          const epoch = await this.change((topo) => marked.map((r) => ({...topo.slots[r.slot]!, pending: false, hold: false})))
           await this.barrier(epoch)
         }
         for (const r of left) await this.masters.get(this.masterOf(r.source)).unlink(pendingSetKey(r.slot))
@@ -601,6 +638,7 @@ class Mover {
       return this.summary(started, skipped)
     } catch (err) {
       const e = err as Error
+      if (!(err instanceof LockLostError)) await this.releasePreHold().catch(() => {})
       const stateAfter = err instanceof StoppedError ? 'paused' : 'failed'
       try {
         this.ms.progress(job, {error: e.message}, stateAfter)
@@ -786,6 +824,33 @@ class Mover {
     }
   }
 
+  /** Moves one migrating slot's keys: held while it fits in --hold-ms, then released. */
+  private async moveCurrent(row: SlotRow): Promise<void> {
+    this.progress.set({currentSlot: row.slot})
+    const heldFrom = performance.now()
+    const movedBefore = row.keysMoved
+    if (await this.moveSlot(row, 'held')) return
+    if (this.canHold(row)) {
+      this.log(
+        `slot ${row.slot}: released after ${(performance.now() - heldFrom).toFixed(0)} ms held (${row.keysMoved - movedBefore} keys moved meanwhile); the rest moves key by key while proxies serve it`,
+      )
+    }
+    await this.startMoving(row)
+    await this.moveSlot(row, 'online')
+  }
+
+  /**
+   * Lets the proxies serve the slot held next in line again (a pause, a stop or an error: its clients
+   * must not wait for us). No barrier: its keys are all still on the source.
+   */
+  private async releasePreHold(): Promise<void> {
+    const row = this.preheld
+    if (!row || !this.topo.slots[row.slot]!.hold) return
+    this.preholdReleases++
+    this.preheldAcked = false
+    await this.change((topo) => (topo.slots[row.slot]!.hold ? [{...topo.slots[row.slot]!, hold: false}] : []))
+  }
+
   /** The fast path applies to a slot still held (migrating + pending), without --delay/--rate. */
   private canHold(row: SlotRow): boolean {
     const t = this.topo.slots[row.slot]!
@@ -823,9 +888,8 @@ class Mover {
 
   /** Online at the target and acknowledged: drop the pending set, record done. */
   private async finishSlot(row: SlotRow): Promise<void> {
-    await this.masters.get(this.masterOf(row.source)).unlink(pendingSetKey(row.slot))
     // A proxy that does not hold a marked migrating slot may have recorded keys on the target.
-    await this.masters.get(this.masterOf(row.target)).unlink(pendingSetKey(row.slot))
+    await Promise.all([row.source, row.target].map((g) => this.masters.get(this.masterOf(g)).unlink(pendingSetKey(row.slot))))
     this.ms.recordDone(this.job, row.slot)
     row.state = 'done'
     this.progress.set({slotsDone: this.job.progress.slotsDone})

@@ -13,9 +13,10 @@ export interface SlotRoute {
   /** Part of a migration job not yet started: writes record their key in the pending set. */
   pending: boolean
   /**
-   * Migrating but not yet acknowledged by every proxy (stored as migrating + pending): commands wait
-   * in the proxy, touching neither side, until the move starts. Otherwise a proxy still routing to
-   * the source and one already moving keys to the target could each see half of the data.
+   * Migrating but not yet acknowledged by every proxy (stored as migrating + pending), or next in line
+   * (online + hold): commands wait in the proxy, touching neither side, until the move starts (or the
+   * slot is online again). Otherwise a proxy still routing to the source and one already moving keys
+   * to the target could each see half of the data.
    */
   hold: boolean
 }
@@ -49,7 +50,7 @@ export function buildRoutingTable(topo: Topology): RoutingTable {
       fromGroup: s?.from ?? 0,
       fromMaster: s?.state === 'migrating' ? masterAddr(s.from) : '',
       pending: s?.state === 'online' && Boolean(s.pending),
-      hold: s?.state === 'migrating' && Boolean(s.pending),
+      hold: (s?.state === 'migrating' && Boolean(s.pending)) || (s?.state === 'online' && Boolean(s.hold)),
     }
   }
   const masters = new Set<string>()

@@ -17,6 +17,13 @@ export interface SlotInfo {
    * in this slot on the source group's pending set, so the mover never scans once per slot.
    */
   pending?: boolean
+  /**
+   * Online slot next in line in a migration job: every proxy parks its commands (as for a held
+   * migrating slot) so that, once every proxy has acknowledged it, the slot can turn migrating and its
+   * keys move at once while the barrier of that change is still running (DESIGN.md rule 4 holds: no
+   * proxy sends it anything). At most one slot is held this way.
+   */
+  hold?: boolean
 }
 
 export interface ServerInfo {
@@ -122,5 +129,9 @@ export function topologyProblem(topo: Topology): string | undefined {
       .map((s) => s.id)
       .join(', ')}); at most one may migrate`
   }
+  const held = topo.slots.filter((s) => s.hold)
+  const badHold = held.find((s) => s.state !== 'online')
+  if (badHold) return `topology epoch ${topo.epoch}: slot ${badHold.id} is ${badHold.state} and held; only an online slot may be held`
+  if (held.length > 1) return `topology epoch ${topo.epoch} has ${held.length} held slots (${held.map((s) => s.id).join(', ')}); at most one may be held`
   return undefined
 }

@@ -30,6 +30,7 @@ export interface SlotRangeRow {
   group: number
   fromGroup?: number
   pending?: boolean
+  hold?: boolean
 }
 
 export async function slotRanges(c: Cluster): Promise<SlotRangeRow[]> {

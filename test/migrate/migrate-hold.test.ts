@@ -43,7 +43,7 @@ test(`a crowded slot outlasting --hold-ms is released and finished under load ($
     await w.populate()
     w.start()
     await sleep(300)
-    const out = await c.cli(['migrate', String(slot), String(slot), '2', '--hold-ms', '100', '--batch', '5', '--lock-ttl', '2'], {timeoutMs: 150_000})
+    const out = await c.cli(['migrate', String(slot), String(slot), '2', '--hold-ms', '100', '--batch', '5', '--lock-ttl', '3'], {timeoutMs: 150_000})
     await sleep(300)
     await w.stop()
     t.diagnostic(`${w.ops} writes, ${w.written()} keys; ${out.stderr.split('\n').find((l) => /released/.test(l)) ?? '(no release line)'}`)
@@ -77,7 +77,7 @@ test(`SIGKILL in the middle of a held move, then resume: nothing lost (${coordin
     w.start()
     await sleep(200)
     // Held for the whole slot (huge --hold-ms) and slowed by small batches: the kill lands mid-move.
-    const m = startMover(c, ['migrate', String(slot), String(slot), '2', '--hold-ms', '600000', '--batch', '20', '--lock-ttl', '2'])
+    const m = startMover(c, ['migrate', String(slot), String(slot), '2', '--hold-ms', '600000', '--batch', '20', '--lock-ttl', '3'])
     await until('keys to reach group 2', async () => Number(await g2.dbsize()) > 5000 || m.child.exitCode !== null, 60_000, 5)
     assert.equal(m.child.exitCode, null, `the mover ended before the kill:\n${m.output()}`)
     m.child.kill('SIGKILL')
@@ -89,7 +89,7 @@ test(`SIGKILL in the middle of a held move, then resume: nothing lost (${coordin
     assert.deepEqual([held.state, !!held.pending], ['migrating', true], 'the slot is still held after the kill')
 
     // Resume with the default hold budget: held again for a while, then released and finished.
-    const out = await c.cli(['migrate', '--resume', '--lock-ttl', '2'], {timeoutMs: 150_000})
+    const out = await c.cli(['migrate', '--resume', '--lock-ttl', '3'], {timeoutMs: 150_000})
     await sleep(300)
     await w.stop()
     assert.equal(out.code, 0, `resume failed:\n${out.stderr}\n${out.stdout}`)

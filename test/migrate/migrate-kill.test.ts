@@ -23,7 +23,7 @@ test(`migrate 0 511 2 killed with SIGKILL three times and resumed (${coordinator
       // Kill 1 lands early (marking / scanning / first slots), kills 2 and 3 at random later moments.
       if (round === 1) await until('the mover to mark the slots pending', async () => /marked \d+ slot/.test(m.output()) || m.child.exitCode !== null, 30_000, 20)
       else await until('the mover to resume', async () => /resuming job/.test(m.output()) || m.child.exitCode !== null, 30_000, 20)
-      await sleep(round === 1 ? Math.random() * 300 : 1500 + Math.random() * 4000)
+      await sleep(round === 1 ? Math.random() * 300 : 300 + Math.random() * 1000)
       assert.equal(m.child.exitCode, null, `the mover ended before the kill:\n${m.output()}`)
 
       if (round === 1) {
@@ -34,30 +34,36 @@ test(`migrate 0 511 2 killed with SIGKILL three times and resumed (${coordinator
         t.diagnostic(`kill 1: ${JSON.stringify((await jobs(c))[0]!.progress)}`)
         continue
       }
-      const running = (await jobs(c)).find((j) => j.kind === 'migrate')!
-      assert.equal(running.id, jobId)
-      assert.equal(running.running, true)
       if (round === 2) {
+        // Paused first (its mover alive, the job unfinished), so these checks cannot race its end.
+        await c.cliOk(['jobs', 'pause', jobId])
+        await until('the job to pause', async () => (await jobs(c)).find((j) => j.id === jobId && j.state === 'paused'), 30_000)
+        const running = (await jobs(c)).find((j) => j.kind === 'migrate')!
+        assert.equal(running.id, jobId)
+        assert.equal(running.running, true)
         // A second migrate while one runs is refused, naming the job.
         const second = await c.cli(['migrate', '512', '600', '2'])
         assert.notEqual(second.code, 0)
-        assert.match(second.stderr, new RegExp(`${jobId}.*(unfinished|running)`))
+        assert.match(second.stderr, new RegExp(`another migration job is unfinished: ${jobId}`))
         const same = await c.cli(args)
         assert.notEqual(same.code, 0)
         assert.match(same.stderr, /already running/)
-      }
-      if (round === 2) {
-        // Paused, the slot in flight stays migrating: `slot set` of it is refused.
-        await c.cliOk(['jobs', 'pause', jobId])
-        await until('the job to pause', async () => (await jobs(c)).find((j) => j.id === jobId && j.state === 'paused'), 30_000)
-        const migrating = (await slotRanges(c)).find((r) => r.state === 'migrating')
+        // Paused, the slot in flight stays migrating: `slot set` of it is refused; no slot is held.
+        const ranges = await slotRanges(c)
+        const migrating = ranges.find((r) => r.state === 'migrating')
         assert.ok(migrating, 'a slot is migrating while the job is paused')
+        assert.equal(ranges.filter((r) => r.hold).length, 0, 'a paused job holds no slot next in line')
         const set = await c.cli(['slot', 'set', String(migrating.from), '1', 'online'])
         assert.notEqual(set.code, 0, 'slot set of a migrating slot must be refused')
         assert.match(set.stderr, new RegExp(`slot ${migrating.from} is migrating from group 1 to group 2`))
         await c.cliOk(['jobs', 'resume', jobId])
-        await sleep(Math.random() * 2000)
+        await sleep(Math.random() * 1000)
+      } else {
+        const running = (await jobs(c)).find((j) => j.kind === 'migrate')!
+        assert.equal(running.id, jobId)
+        assert.equal(running.running, true)
       }
+      assert.equal(m.child.exitCode, null, `the mover ended before the kill:\n${m.output()}`)
 
       m.child.kill('SIGKILL')
       await m.exited

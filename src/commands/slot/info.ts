@@ -18,7 +18,7 @@ export default class SlotInfo extends RstoreCommand<typeof SlotInfo> {
     this.output(res, () =>
       fields([
         ['slot', res.slot.id],
-        ['state', res.slot.pending ? `${res.slot.state} (pending in a migration job)` : res.slot.state],
+        ['state', `${res.slot.state}${res.slot.pending ? ' (pending in a migration job)' : ''}${res.slot.hold ? ' (held: next to migrate, proxies park its commands)' : ''}`],
         ['group', res.slot.group || undefined],
         ['master', res.master],
         ...(res.slot.state === 'migrating' ? ([['from group', res.slot.from], ['from master', res.fromMaster]] as [string, string | number | undefined][]) : []),

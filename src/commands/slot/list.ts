@@ -15,7 +15,7 @@ export default class SlotList extends RstoreCommand<typeof SlotList> {
       const rows = res.ranges.map((r) => [
         r.from === r.to ? `${r.from}` : `${r.from}-${r.to}`,
         r.count,
-        r.pending ? `${r.state}+pending` : r.state,
+        `${r.state}${r.pending ? '+pending' : ''}${r.hold ? '+held' : ''}`,
         r.group || undefined,
         r.fromGroup,
       ])
