@@ -362,6 +362,8 @@ class Mover {
   /** Every proxy has acknowledged preheld's hold. */
   private preheldAcked = false
   private preholdReleases = 0
+  /** Keys a held move found but could not dump (then the slot is checked after its move). */
+  private heldUndumped = 0
   private cancel = false
   private stopAsked = false
   private barriers = 0
@@ -494,6 +496,11 @@ class Mover {
       this.topo = await this.store.load()
       const rows = this.ms.slots(job.id)
       const rec = reconcile(job, this.topo, rows)
+      if (rec.inflight && rec.inflight.state === 'queued') {
+        // Killed between the change that made it migrating and its checkpoint: record it now.
+        this.ms.recordMigrating(job, rec.inflight.slot, this.topo.epoch)
+        rec.inflight.state = 'migrating'
+      }
       if (this.ms.control(job.id) === 'cancel') this.cancel = true
 
       // 1. pending marks
@@ -617,6 +624,7 @@ class Mover {
         cur = null
       }
 
+      await this.dropTargetPendingSets()
       if (this.cancel) {
         const left = this.ms.slots(job.id).filter((r) => r.state === 'queued')
         this.progress.set({phase: 'cancelling'})
@@ -761,6 +769,7 @@ class Mover {
    */
   private async moveSlot(row: SlotRow, mode: 'held' | 'online'): Promise<boolean> {
     if (mode === 'held' && !this.canHold(row)) return false
+    this.heldUndumped = 0
     const deadline = performance.now() + this.opts.holdMs
     const heldOver = () => {
       this.lock.check()
@@ -790,9 +799,10 @@ class Mover {
         row.bucketSeq = seq
         this.ms.recordBatch(this.job, row, res.moved, res.bytes, res.big)
       }
+      // Not recorded by itself: a resume re-reads the bucket after its last chunk, finds none, and
+      // goes on with the pending set from its start.
       row.step = 'pending'
       row.pendingCursor = '0'
-      this.ms.recordBatch(this.job, row, 0, 0, [])
     }
     if (row.step === 'pending') {
       for (;;) {
@@ -809,6 +819,10 @@ class Mover {
         if (next === '0') break
       }
     }
+    // Held and complete: every key of the bucket and the pending set that existed was dumped,
+    // restored and unlinked, and nothing else wrote the slot meanwhile, so the check below has nothing
+    // to find (unless a key could not be dumped).
+    if (mode === 'held' && this.heldUndumped === 0) return true
     // verify: nothing of the bucket or the pending set is left on the source.
     for (let round = 1; ; round++) {
       const left = await this.leftovers(row)
@@ -888,11 +902,28 @@ class Mover {
 
   /** Online at the target and acknowledged: drop the pending set, record done. */
   private async finishSlot(row: SlotRow): Promise<void> {
-    // A proxy that does not hold a marked migrating slot may have recorded keys on the target.
-    await Promise.all([row.source, row.target].map((g) => this.masters.get(this.masterOf(g)).unlink(pendingSetKey(row.slot))))
+    await this.masters.get(this.masterOf(row.source)).unlink(pendingSetKey(row.slot))
     this.ms.recordDone(this.job, row.slot)
     row.state = 'done'
     this.progress.set({slotsDone: this.job.progress.slotsDone})
+  }
+
+  /**
+   * A proxy that does not hold a marked migrating slot could have recorded keys in the pending set on
+   * the target: dropped for every slot the job finished, one UNLINK per 500 slots and target.
+   */
+  private async dropTargetPendingSets(): Promise<void> {
+    const byTarget = new Map<number, string[]>()
+    for (const r of this.ms.slots(this.job.id)) {
+      if (r.state !== 'done') continue
+      const list = byTarget.get(r.target) ?? []
+      list.push(pendingSetKey(r.slot))
+      byTarget.set(r.target, list)
+    }
+    for (const [group, keys] of byTarget) {
+      const conn = this.masters.get(this.masterOf(group))
+      for (let i = 0; i < keys.length; i += 500) await conn.unlink(...keys.slice(i, i + 500))
+    }
   }
 
   /** Waits so that keys moved since the rate window started stay under --rate. */
@@ -945,6 +976,7 @@ class Mover {
         await restoreKeys(dst, d)
         if (d.keys.length) await src.unlink(...d.keys)
         big.push(...d.big)
+        this.heldUndumped += d.undumped
         res.moved += d.keys.length
         res.bytes += d.bytes
         this.keysThisRun += d.keys.length

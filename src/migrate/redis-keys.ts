@@ -191,12 +191,14 @@ export interface Dumped {
   bytes: number
   /** Keys over the big-key size, not dumped. */
   big: {key: Buffer; size: number}[]
+  /** Keys that existed but came back without a payload (left on the source). */
+  undumped: number
 }
 
 /** DUMP + PTTL of the keys that exist (big ones only listed), in one script call on the source. */
 export async function dumpKeys(src: Redis, keys: Buffer[], bigKeyBytes: number): Promise<Dumped> {
   const reply = (await DUMP_SCRIPT.run(src, keys, [String(bigKeyBytes)])) as (Buffer | number)[]
-  const out: Dumped = {keys: [], ttls: [], payloads: [], bytes: 0, big: []}
+  const out: Dumped = {keys: [], ttls: [], payloads: [], bytes: 0, big: [], undumped: 0}
   for (let i = 0; i + 2 < reply.length; i += 3) {
     const key = reply[i] as Buffer
     const ttl = Number(reply[i + 2])
@@ -205,7 +207,10 @@ export async function dumpKeys(src: Redis, keys: Buffer[], bigKeyBytes: number):
       continue
     }
     const payload = reply[i + 1]
-    if (!Buffer.isBuffer(payload)) continue // not dumped: left on the source, where the check after the slot finds it
+    if (!Buffer.isBuffer(payload)) {
+      out.undumped++ // left on the source, where the check after the slot finds it
+      continue
+    }
     out.keys.push(key)
     out.payloads.push(payload)
     out.ttls.push(ttl > 0 ? String(ttl) : '0')
