@@ -148,6 +148,26 @@ describe('TopologyStore', () => {
       ConflictError,
       /at most one may migrate/,
     )
+    // A held slot (next in line in a migration) must be online, and only one may be held.
+    await refused(
+      () => store.update(() => ({slots: [{id: 3, state: 'migrating', group: 2, from: 1, hold: true}]})),
+      ConflictError,
+      /slot 3 is migrating and held; only an online slot may be held/,
+    )
+    await refused(
+      () =>
+        store.update(() => ({
+          slots: [
+            {id: 4, state: 'online', group: 1, pending: true, hold: true},
+            {id: 5, state: 'online', group: 1, pending: true, hold: true},
+          ],
+        })),
+      ConflictError,
+      /2 held slots \(4, 5\); at most one may be held/,
+    )
+    await store.update(() => ({slots: [{id: 4, state: 'online', group: 1, pending: true, hold: true}]}))
+    assert.deepEqual((await store.load()).slots[4], {id: 4, state: 'online', group: 1, pending: true, hold: true}, 'the hold flag is stored and read back')
+    await store.update(() => ({slots: [{id: 4, state: 'online', group: 1}]}))
     await refused(
       () => store.update(() => ({groups: [{id: 1, servers: [{addr: 'a:1', role: 'master'}, {addr: 'b:1', role: 'master'}]}]})),
       ValidationError,
