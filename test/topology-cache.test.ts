@@ -9,7 +9,7 @@ import {Redis} from 'ioredis'
 import {EmbeddedCoordinator} from '../src/coord/embedded.js'
 import {CorruptError, TopologyStore} from '../src/coord/topology-store.js'
 import type {Coordinator} from '../src/coord/types.js'
-import {addConfig, loadRulesConfig} from '../src/admin/rules-config.js'
+import {addConfig, loadRulesConfig, parseRulesConfig} from '../src/admin/rules-config.js'
 import {DEFAULT_PROXY_OPTIONS, Proxy} from '../src/proxy/proxy.js'
 import {RuleRouter} from '../src/proxy/rule-route.js'
 import type {DispatchContext} from '../src/proxy/dispatch.js'
@@ -226,6 +226,36 @@ describe('TopologyStore snapshot cache', () => {
     assert.deepEqual((await loadRulesConfig(theirs)).config.dbunits.map((u) => u.name).sort(), ['u1', 'u2'])
     assert.deepEqual((await loadRulesConfig(store)).config.dbunits.map((u) => u.name).sort(), ['u1', 'u2'])
     assert.equal((await store.load()).epoch, (await theirs.load()).epoch)
+  })
+})
+
+describe('parseRulesConfig', () => {
+  test('reads exactly the config, cutover and epoch keys of its product', () => {
+    const store = new TopologyStore(coord, 'p')
+    const kv = (key: string, value: unknown, modRevision = 1) => ({key, value: JSON.stringify(value), createRevision: 1, modRevision})
+    const kvs = [
+      kv('/rstore/p/cutovers/c1', {name: 'c1', rule: 'r1', from: 'g1', to: 'g2', step: 'double-write'}),
+      kv('/rstore/p/dbgroups/g1', {name: 'g1'}),
+      kv('/rstore/p/dbunits/u1', {name: 'u1'}),
+      kv('/rstore/p/epoch', 7, 42),
+      kv('/rstore/p/groups/1', {servers: []}),
+      kv('/rstore/p/rules/r1', {name: 'r1'}),
+      kv('/rstore/p/rulesets/x', {name: 'not a rule'}),
+      kv('/rstore/p/shards/s1', {name: 's1'}),
+      kv('/rstore/p/slots/0', {state: 'offline', group: 0}),
+      kv('/rstore/q/rules/r9', {name: 'another product'}),
+      kv('/rstore/p/r', 1),
+      kv('/rstore/p/', 1),
+    ]
+    const got = parseRulesConfig(store, kvs)
+    assert.deepEqual(got.config, {dbunits: [{name: 'u1'}], dbgroups: [{name: 'g1'}], shards: [{name: 's1'}], rules: [{name: 'r1'}]})
+    assert.deepEqual(got.cutovers.map((c) => c.name), ['c1'])
+    assert.deepEqual([got.epoch, got.epochRevision], [7, 42])
+    // The source changes with any config or cutover key, not with slots or the epoch.
+    const slotMoved = kvs.map((x) => (x.key.endsWith('/slots/0') ? kv(x.key, {state: 'online', group: 1}) : x.key.endsWith('/epoch') ? kv(x.key, 8, 43) : x))
+    assert.equal(parseRulesConfig(store, slotMoved).source, got.source)
+    const ruleChanged = kvs.map((x) => (x.key.endsWith('/rules/r1') ? kv(x.key, {name: 'r1', order: 2}) : x))
+    assert.notEqual(parseRulesConfig(store, ruleChanged).source, got.source)
   })
 })
 

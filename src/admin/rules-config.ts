@@ -65,7 +65,12 @@ export function parseRulesConfig(store: TopologyStore, kvs: KeyValue[]): LoadedR
   const cutoverPrefix = store.key('cutovers', '')
   const kinds = CONFIG_KINDS.map((kind) => ({list: config[DIRS[kind]] as unknown[], prefix: store.key(DIRS[kind], '')}))
   const source: string[] = []
+  // A cheap first test: the two characters after the product prefix (skips the 1024 slots/ keys).
+  const at = store.prefix.length
+  const head = (key: string) => key.charCodeAt(at) * 0x10000 + key.charCodeAt(at + 1)
+  const heads = new Set([epochKey, cutoverPrefix, ...kinds.map((k) => k.prefix)].map(head))
   for (const kv of kvs) {
+    if (!heads.has(head(kv.key))) continue
     if (kv.key.startsWith(cutoverPrefix)) {
       source.push(kv.key, kv.value)
       let v: unknown

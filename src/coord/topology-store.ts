@@ -62,10 +62,10 @@ export class TopologyStore {
   private readonly slotsPrefix: string
   private readonly groupsPrefix: string
   private readonly epochKey: string
-  /** Parsed slot records by slot id, with the stored text they were parsed from (frozen: shared). */
-  private slotCache: ({value: string; slot: SlotInfo} | undefined)[] = []
-  /** Parsed group records by group id, likewise. */
-  private groupCache = new Map<number, {value: string; group: GroupInfo}>()
+  /** Parsed slot and group records by key, with the stored text they were parsed from. */
+  private records = new Map<string, CachedRecord>()
+  /** parse() calls so far (marks the records a parse saw; the others are dropped). */
+  private parses = 0
   /**
    * The last topology read or written by this store (frozen records), valid while the epoch key's
    * modRevision is still meta.epochRevision: every write to slots/ or groups/ also writes the epoch.
@@ -253,35 +253,47 @@ export class TopologyStore {
     let epoch = 0
     let epochRevision = 0
     let initialized = false
-    const {slotsPrefix, groupsPrefix, epochKey} = this
-    const slotCache: ({value: string; slot: SlotInfo} | undefined)[] = new Array(SLOT_COUNT)
-    const groupCache = new Map<number, {value: string; group: GroupInfo}>()
+    const gen = ++this.parses
+    let seen = 0
     for (const kv of kvs) {
-      if (kv.key === epochKey) {
-        epoch = this.parseEpoch(kv)
-        epochRevision = kv.modRevision
-      } else if (kv.key.startsWith(slotsPrefix)) {
-        const id = Number(kv.key.slice(slotsPrefix.length))
-        if (!Number.isInteger(id) || id < 0 || id >= SLOT_COUNT) continue
-        let c = this.slotCache[id]
-        if (!c || c.value !== kv.value) c = {value: kv.value, slot: Object.freeze(this.parseSlot(kv, id))}
-        slotCache[id] = c
-        slots[id] = c.slot
-        initialized = true
-      } else if (kv.key.startsWith(groupsPrefix)) {
-        const id = Number(kv.key.slice(groupsPrefix.length))
-        if (!Number.isInteger(id) || id < 1) continue
-        let c = this.groupCache.get(id)
-        if (!c || c.value !== kv.value) c = {value: kv.value, group: freezeGroup(this.parseGroup(kv, id))}
-        groupCache.set(id, c)
-        groups.push([id, c.group])
+      // Most keys are slot records stored as this store last parsed them: one map lookup each.
+      let c = this.records.get(kv.key)
+      if (c === undefined || c.value !== kv.value) {
+        if (kv.key === this.epochKey) {
+          epoch = this.parseEpoch(kv)
+          epochRevision = kv.modRevision
+          continue
+        }
+        c = this.parseRecord(kv)
+        if (!c) continue
+        this.records.set(kv.key, c)
       }
+      c.seen = gen
+      seen++
+      if (c.slot) {
+        slots[c.slot.id] = c.slot
+        initialized = true
+      } else groups.push([c.group!.id, c.group!])
     }
+    if (this.records.size > seen) for (const [key, c] of this.records) if (c.seen !== gen) this.records.delete(key)
     for (let id = 0; id < SLOT_COUNT; id++) slots[id] ??= offlineSlot(id)
-    this.slotCache = slotCache
-    this.groupCache = groupCache
     const sorted = new Map(groups.sort((a, b) => a[0] - b[0]))
     return {topo: {epoch, slots, groups: sorted}, meta: {initialized, epochRevision}}
+  }
+
+  /** A slots/<id> or groups/<id> record, parsed and frozen; undefined for any other key. */
+  private parseRecord(kv: KeyValue): CachedRecord | undefined {
+    if (kv.key.startsWith(this.slotsPrefix)) {
+      const id = Number(kv.key.slice(this.slotsPrefix.length))
+      if (!Number.isInteger(id) || id < 0 || id >= SLOT_COUNT) return undefined
+      return {value: kv.value, seen: 0, slot: Object.freeze(this.parseSlot(kv, id))}
+    }
+    if (kv.key.startsWith(this.groupsPrefix)) {
+      const id = Number(kv.key.slice(this.groupsPrefix.length))
+      if (!Number.isInteger(id) || id < 1) return undefined
+      return {value: kv.value, seen: 0, group: freezeGroup(this.parseGroup(kv, id))}
+    }
+    return undefined
   }
 
   /**
@@ -298,26 +310,19 @@ export class TopologyStore {
       for (const op of ops) {
         if (op.type === 'delete') {
           if (op.key.startsWith(this.groupsPrefix)) {
-            const id = Number(op.key.slice(this.groupsPrefix.length))
-            groups.delete(id)
-            this.groupCache.delete(id)
+            groups.delete(Number(op.key.slice(this.groupsPrefix.length)))
+            this.records.delete(op.key)
           }
           continue
         }
         if (op.type !== 'put') continue
-        const kv: KeyValue = {key: op.key, value: op.value, createRevision: revision, modRevision: revision}
-        if (op.key.startsWith(this.slotsPrefix)) {
-          const id = Number(op.key.slice(this.slotsPrefix.length))
-          const slot = Object.freeze(this.parseSlot(kv, id))
-          this.slotCache[id] = {value: op.value, slot}
-          slots[id] = slot
+        const c = this.parseRecord({key: op.key, value: op.value, createRevision: revision, modRevision: revision})
+        if (!c) continue
+        this.records.set(op.key, c)
+        if (c.slot) {
+          slots[c.slot.id] = c.slot
           initialized = true
-        } else if (op.key.startsWith(this.groupsPrefix)) {
-          const id = Number(op.key.slice(this.groupsPrefix.length))
-          const group = freezeGroup(this.parseGroup(kv, id))
-          this.groupCache.set(id, {value: op.value, group})
-          groups.set(id, group)
-        }
+        } else groups.set(c.group!.id, c.group!)
       }
     } catch {
       return // a record that does not read back: the next load() lists and reports it
@@ -412,6 +417,16 @@ function slotRecord(s: SlotInfo): SlotInfo {
 
 function groupRecord(g: GroupInfo): GroupInfo {
   return {id: g.id, servers: g.servers.map((s) => ({addr: s.addr, role: s.role}))}
+}
+
+/** A parsed slot or group record (frozen: shared by every topology that contains it). */
+interface CachedRecord {
+  /** The stored text it was parsed from. */
+  value: string
+  /** The last parse() that saw it. */
+  seen: number
+  slot?: SlotInfo
+  group?: GroupInfo
 }
 
 const OFFLINE_SLOTS: readonly SlotInfo[] = Array.from({length: SLOT_COUNT}, (_, id) => Object.freeze<SlotInfo>({id, state: 'offline', group: 0}))
