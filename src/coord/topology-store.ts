@@ -47,7 +47,6 @@ export class PreconditionFailedError extends ConflictError {
 
 const SLOT_STATES: ReadonlySet<string> = new Set<SlotState>(['offline', 'online', 'migrating'])
 const UPDATE_ATTEMPTS = 8
-const WATCH_DEBOUNCE_MS = 2
 
 /**
  * The one module through which topology (slots, groups, epoch, proxies) is read from and written to the
@@ -189,21 +188,22 @@ export class TopologyStore {
   }
 
   /**
-   * Calls onChange (debounced a little) whenever slots/, groups/ or epoch change after the watch
+   * Calls onChange (once per batch of events: the events of one transaction arrive together on both
+   * coordinators, so one setImmediate coalesces them) whenever slots/, groups/ or epoch change after the watch
    * starts (or after fromRevision); the caller reloads. Start the watch before load() so that no change
    * falls between the two. If the underlying watch fails (e.g. a compacted revision) it is restarted
    * from the current revision and onChange is called, so the caller reloads and misses nothing.
    */
   async watch(onChange: () => void, fromRevision?: number): Promise<Watcher> {
-    let timer: NodeJS.Timeout | undefined
+    let timer: NodeJS.Immediate | undefined
     let closed = false
     let inner: Watcher | undefined
     const fire = () => {
       if (closed || timer) return
-      timer = setTimeout(() => {
+      timer = setImmediate(() => {
         timer = undefined
         if (!closed) onChange()
-      }, WATCH_DEBOUNCE_MS)
+      })
     }
     const slotsPrefix = this.key('slots', '')
     const groupsPrefix = this.key('groups', '')
@@ -238,7 +238,7 @@ export class TopologyStore {
     return {
       close: async () => {
         closed = true
-        if (timer) clearTimeout(timer)
+        if (timer) clearImmediate(timer)
         timer = undefined
         await inner?.close()
       },
