@@ -70,7 +70,7 @@ export const DEFAULT_MOVE_OPTIONS: MoveOptions = {
 }
 
 /** Script batches in flight while a held slot moves: source, target and mover work side by side. */
-const HELD_INFLIGHT = 3
+const HELD_INFLIGHT = 5
 
 export interface UiOptions {
   tty: boolean
@@ -974,7 +974,8 @@ class Mover {
         const batch = keys.slice(next, (next += this.batch))
         const d = await dumpKeys(src, batch, this.opts.bigKeyBytes)
         await restoreKeys(dst, d)
-        if (d.keys.length) await src.unlink(...d.keys)
+        // Not awaited here: the source runs it before anything sent after it on this connection.
+        if (d.keys.length) unlinks.push(src.unlink(...d.keys))
         big.push(...d.big)
         this.heldUndumped += d.undumped
         res.moved += d.keys.length
@@ -984,7 +985,9 @@ class Mover {
         this.progress.set({keysMoved: this.job.progress.keysMoved + res.moved})
       }
     }
+    const unlinks: Promise<number>[] = []
     await Promise.all(Array.from({length: HELD_INFLIGHT}, worker))
+    await Promise.all(unlinks)
     this.migrateMs += performance.now() - t0
     for (const b of big) await this.moveBigKey(row, b.key, b.size, res)
     return res
