@@ -113,29 +113,13 @@ describe('cutover to SQL under load', () => {
       assert.equal(await run(execs[0]!, 'SET', `b:cold:${i}`, `c${i}`), '+OK')
     }
     const loops = writers.map((w) => w.loop())
-
-    const sa = await startCutover(store, cfg, 'ca', 'a', 'gmy')
-    const sb = await startCutover(store, cfg, 'cb', 'b', 'gpg')
-    await applied(Math.max(sa.epoch, sb.epoch))
-    const base = {from: 'redis', source: redis.addr, concurrency: 2, rate: 0, delay: 0, batch: 100, checkpointDir: cfg.checkpointDir, product: cfg.product}
-    const ba = await backfill({...base, to: 'mysql', target: my.url, match: 'a:*'})
-    const bb = await backfill({...base, to: 'postgres', target: pg.url, match: 'b:*'})
-    assert.ok(ba.copied >= 50 && bb.copied >= 50, `backfill copied ${ba.copied}, ${bb.copied}`)
-
-    const wa = await switchCutover(store, cfg, 'ca')
-    assert.equal(wa.verify?.different, 0)
-    const wb = await switchCutover(store, cfg, 'cb')
-    assert.equal(wb.verify?.different, 0)
-    await applied(Math.max(wa.epoch, wb.epoch))
-    await new Promise((r) => setTimeout(r, 300)) // load on the switched routing
-
-    const fa = await finishCutover(store, cfg, 'ca')
-    const ab = await abortCutover(store, cfg, 'cb')
-    await applied(Math.max(fa.epoch, ab.epoch))
-    await new Promise((r) => setTimeout(r, 300))
-    for (const w of writers) w.stopped = true
-    await Promise.all(loops)
-
+    try {
+      await cutOverBoth()
+    } finally {
+      // A failed step must not leave the writers looping (the test would never end).
+      for (const w of writers) w.stopped = true
+      await Promise.allSettled(loops)
+    }
     assert.deepEqual(writers.flatMap((w) => w.errors), [])
     assert.ok(writers.every((w) => w.n > 5), `writes per writer: ${writers.map((w) => w.n)}`)
     for (const w of writers) await w.check(execs[1]!)
@@ -157,3 +141,26 @@ describe('cutover to SQL under load', () => {
     }
   })
 })
+
+/** Start, backfill, switch, then finish a (MariaDB) and abort b (PostgreSQL), under the writers' load. */
+async function cutOverBoth(): Promise<void> {
+  const sa = await startCutover(store, cfg, 'ca', 'a', 'gmy')
+  const sb = await startCutover(store, cfg, 'cb', 'b', 'gpg')
+  await applied(Math.max(sa.epoch, sb.epoch))
+  const base = {from: 'redis', source: redis.addr, concurrency: 2, rate: 0, delay: 0, batch: 100, checkpointDir: cfg.checkpointDir, product: cfg.product}
+  const ba = await backfill({...base, to: 'mysql', target: my.url, match: 'a:*'})
+  const bb = await backfill({...base, to: 'postgres', target: pg.url, match: 'b:*'})
+  assert.ok(ba.copied >= 50 && bb.copied >= 50, `backfill copied ${ba.copied}, ${bb.copied}`)
+
+  const wa = await switchCutover(store, cfg, 'ca')
+  assert.equal(wa.verify?.different, 0)
+  const wb = await switchCutover(store, cfg, 'cb')
+  assert.equal(wb.verify?.different, 0)
+  await applied(Math.max(wa.epoch, wb.epoch))
+  await new Promise((r) => setTimeout(r, 300)) // load on the switched routing
+
+  const fa = await finishCutover(store, cfg, 'ca')
+  const ab = await abortCutover(store, cfg, 'cb')
+  await applied(Math.max(fa.epoch, ab.epoch))
+  await new Promise((r) => setTimeout(r, 300))
+}

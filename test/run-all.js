@@ -20,5 +20,6 @@ if (!files.length) {
   console.error('no test files found under dist/test')
   process.exit(1)
 }
-const res = spawnSync(process.execPath, ['--test', '--test-concurrency=2', '--test-reporter=spec', ...files], {stdio: 'inherit'})
+// A test without its own timeout that hangs fails after 10 minutes instead of holding up the run.
+const res = spawnSync(process.execPath, ['--test', '--test-concurrency=2', '--test-timeout=600000', '--test-reporter=spec', ...files], {stdio: 'inherit'})
 process.exit(res.status ?? 1)
