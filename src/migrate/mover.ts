@@ -715,8 +715,15 @@ class Mover {
         lastFlush = Date.now()
       }
       let pages = 0
+      // The next page is asked for before this one is bucketed: the round trip and the bucketing
+      // overlap. A page fetched but not bucketed is not in the checkpoint (its cursor is not either).
+      let page = scanPage(conn, cursor, this.opts.scanCount)
       for (;;) {
-        const [next, keys] = await scanPage(conn, cursor, this.opts.scanCount)
+        const [next, keys] = await page
+        if (next !== '0') {
+          page = scanPage(conn, next, this.opts.scanCount)
+          page.catch(() => {}) // awaited on the next turn; a stop may leave it unread
+        }
         for (const key of keys) {
           if (isInternalKey(key)) continue
           const slot = slotOf(key)
