@@ -398,10 +398,10 @@ export class MigrationStore {
   }
 }
 
-/** Keys as one BLOB: each a 4-byte big-endian length and its bytes. */
 /** Keys per stored bucket row (a held slot's move starts after reading one). */
 const BUCKET_ROW_KEYS = 1000
 
+/** Keys as one BLOB: each a 4-byte big-endian length and its bytes. */
 export function packKeys(keys: Buffer[]): Buffer {
   let size = 0
   for (const k of keys) size += 4 + k.length

@@ -578,6 +578,11 @@ class Mover {
         const finishing: SlotRow | null = done
         const moving: SlotRow | null = cur
         const epoch = await this.change((topo) => {
+          const onlineAtSource = (row: SlotRow) => {
+            const t = topo.slots[row.slot]!
+            if (t.state !== 'online' || t.group !== row.source) throw new ConflictError(`slot ${row.slot} is no longer online in group ${row.source} (now ${t.state} in group ${t.group})`)
+            return t
+          }
           const out: SlotInfo[] = []
           if (finishing) {
             const t = topo.slots[finishing.slot]!
@@ -587,8 +592,7 @@ class Mover {
             out.push({id: finishing.slot, state: 'online', group: finishing.target})
           }
           if (moving && moving.state === 'queued') {
-            const t = topo.slots[moving.slot]!
-            if (t.state !== 'online' || t.group !== moving.source) throw new ConflictError(`slot ${moving.slot} is no longer online in group ${moving.source} (now ${t.state} in group ${t.group})`)
+            onlineAtSource(moving)
             // Rule 3, checked on the topology this change is applied to.
             const other = topo.slots.find((s) => s.state === 'migrating' && s.id !== finishing?.slot)
             if (other) throw new ConflictError(`slot ${other.id} is migrating (from group ${other.from} to group ${other.group}); only one slot may migrate at a time`)
@@ -596,11 +600,7 @@ class Mover {
             // (docs/migration.md) until every proxy has stopped using the old routing.
             out.push({id: moving.slot, state: 'migrating', group: moving.target, from: moving.source, pending: true})
           }
-          if (next && !topo.slots[next.slot]!.hold) {
-            const t = topo.slots[next.slot]!
-            if (t.state !== 'online' || t.group !== next.source) throw new ConflictError(`slot ${next.slot} is no longer online in group ${next.source} (now ${t.state} in group ${t.group})`)
-            out.push({...t, hold: true})
-          }
+          if (next && !topo.slots[next.slot]!.hold) out.push({...onlineAtSource(next), hold: true})
           return out
         })
         if (moving && moving.state === 'queued') {
@@ -799,12 +799,9 @@ class Mover {
         const {seq, keys} = this.ms.bucketChunks(this.job.id, row.slot, row.bucketSeq, chunk)
         if (!keys.length) break
         const res = await move(keys)
-        if (!res.complete) {
-          this.ms.recordBatch(this.job, row, res.moved, res.bytes, res.big)
-          return false
-        }
-        row.bucketSeq = seq
+        if (res.complete) row.bucketSeq = seq
         this.ms.recordBatch(this.job, row, res.moved, res.bytes, res.big)
+        if (!res.complete) return false
       }
       // Not recorded by itself: a resume re-reads the bucket after its last chunk, finds none, and
       // goes on with the pending set from its start.
@@ -816,13 +813,12 @@ class Mover {
         if (await leave()) return false
         const [next, members] = await sscanPage(src, pendingKey, row.pendingCursor, 1000)
         const res = await move(members)
-        if (!res.complete) {
-          this.ms.recordBatch(this.job, row, res.moved, res.bytes, res.big)
-          return false
+        if (res.complete) {
+          row.pendingCursor = next
+          if (next === '0') row.step = 'verify'
         }
-        row.pendingCursor = next
-        if (next === '0') row.step = 'verify'
         this.ms.recordBatch(this.job, row, res.moved, res.bytes, res.big)
+        if (!res.complete) return false
         if (next === '0') break
       }
     }
@@ -970,6 +966,7 @@ class Mover {
     const src = this.masters.get(this.masterOf(row.source))
     const dst = this.masters.get(this.masterOf(row.target))
     const big: {key: Buffer; size: number}[] = []
+    const unlinks: Promise<number>[] = []
     const t0 = performance.now()
     let next = 0
     const worker = async () => {
@@ -992,7 +989,6 @@ class Mover {
         this.progress.set({keysMoved: this.job.progress.keysMoved + res.moved})
       }
     }
-    const unlinks: Promise<number>[] = []
     await Promise.all(Array.from({length: HELD_INFLIGHT}, worker))
     await Promise.all(unlinks)
     this.migrateMs += performance.now() - t0

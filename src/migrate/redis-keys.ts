@@ -53,14 +53,13 @@ export async function sscanPage(r: Redis, setKey: string, cursor: string, count:
   return [next.toString(), members]
 }
 
-const SIZES_SCRIPT = "local out = {} for i, k in ipairs(KEYS) do out[i] = redis.call('MEMORY', 'USAGE', k) or -1 end return out"
 
 /** MEMORY USAGE of each key (null when the key does not exist): one script call per 1000 keys. */
 export async function keySizes(r: Redis, keys: Buffer[]): Promise<(number | null)[]> {
   const out: (number | null)[] = []
   for (let i = 0; i < keys.length; i += 1000) {
     const chunk = keys.slice(i, i + 1000)
-    const res = (await r.call('EVAL', SIZES_SCRIPT, String(chunk.length), ...chunk)) as number[]
+    const res = (await SIZES_SCRIPT.run(r, chunk, [])) as number[]
     for (const v of res) out.push(v < 0 ? null : Number(v))
   }
   return out
@@ -150,6 +149,8 @@ class LuaScript {
     }
   }
 }
+
+const SIZES_SCRIPT = new LuaScript("local out = {} for i, k in ipairs(KEYS) do out[i] = redis.call('MEMORY', 'USAGE', k) or -1 end return out")
 
 /**
  * Per key: nothing when it does not exist; [key, DUMP payload, PTTL] when its MEMORY USAGE is at most
