@@ -214,7 +214,9 @@ export async function dumpKeys(src: Redis, keys: Buffer[], bigKeyBytes: number):
     }
     out.keys.push(key)
     out.payloads.push(payload)
-    out.ttls.push(ttl > 0 ? String(ttl) : '0')
+    // PTTL -1: no expiry (RESTORE ttl 0). PTTL 0: expires within this millisecond; RESTORE would take
+    // 0 as "no expiry", so 1 ms (as MIGRATE does).
+    out.ttls.push(ttl === -1 ? '0' : String(Math.max(ttl, 1)))
     out.bytes += payload.length
   }
   return out
