@@ -15,6 +15,7 @@ import {
   type Job,
   type JobState,
 } from './checkpoints.js'
+import type {PackedRow} from './scan-buckets.js'
 
 export const MIGRATION_KINDS = ['migrate', 'rebalance'] as const
 export type MigrationKind = (typeof MIGRATION_KINDS)[number]
@@ -294,17 +295,11 @@ export class MigrationStore {
    * one transaction. (A resumed scan repeats the pages after the last chunk; a key met twice is moved
    * once: the second time it is no longer on the source.)
    */
-  recordScanChunk(job: string, group: number, cursor: string, done: boolean, seen: number, perSlot: Map<number, Buffer[]>): void {
+  recordScanChunk(job: string, group: number, cursor: string, done: boolean, seen: number, perSlot: Map<number, PackedRow[]>): void {
     const n = this.n(job)
     this.db.transaction(() => {
       const seq = (this.st.maxSeq.get(n)?.m ?? -1) + 1
-      // At most BUCKET_ROW_KEYS keys per row: the mover reads a slot's bucket a row at a time.
-      for (const [slot, keys] of perSlot) {
-        for (let i = 0; i < keys.length; i += BUCKET_ROW_KEYS) {
-          const part = keys.slice(i, i + BUCKET_ROW_KEYS)
-          this.st.insertChunk.run(n, slot, seq + i / BUCKET_ROW_KEYS, part.length, packKeys(part))
-        }
-      }
+      for (const [slot, rows] of perSlot) rows.forEach((r, i) => this.st.insertChunk.run(n, slot, seq + i, r.count, r.blob))
       this.st.scanUpsert.run(n, group, cursor, done ? 1 : 0, seen)
     })()
   }
@@ -398,23 +393,7 @@ export class MigrationStore {
   }
 }
 
-/** Keys per stored bucket row (a held slot's move starts after reading one). */
-const BUCKET_ROW_KEYS = 1000
-
-/** Keys as one BLOB: each a 4-byte big-endian length and its bytes. */
-export function packKeys(keys: Buffer[]): Buffer {
-  let size = 0
-  for (const k of keys) size += 4 + k.length
-  const out = Buffer.allocUnsafe(size)
-  let o = 0
-  for (const k of keys) {
-    out.writeUInt32BE(k.length, o)
-    k.copy(out, o + 4)
-    o += 4 + k.length
-  }
-  return out
-}
-
+/** A bucket row's keys (packed by ScanBuckets: each a 4-byte big-endian length and its bytes). */
 export function unpackKeys(buf: Buffer): Buffer[] {
   const out: Buffer[] = []
   let o = 0

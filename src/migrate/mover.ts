@@ -28,7 +28,8 @@ import {LockLostError, MigrationLock} from './lock.js'
 import {MigrationStore, type BigKey, type MigrationKind, type MigrationProgress, type PlannedSlot, type SlotRow} from './migration-store.js'
 import {Progress} from './progress.js'
 import {planRebalance, rangesText, type RebalanceBy, type RebalancePlan} from './rebalance-plan.js'
-import {dumpKeys, existing, isInternalKey, keySizes, Masters, maxmemory, migrateKeys, restoreKeys, scanPage, sscanPage} from './redis-keys.js'
+import {dumpKeys, existing, isInternalKey, keySizes, Masters, maxmemory, migrateKeys, restoreKeys, sscanPage} from './redis-keys.js'
+import {ScanBuckets} from './scan-buckets.js'
 
 export interface MoveOptions {
   /** Sleep after each key moved, ms (Reborn's --delay). */
@@ -615,11 +616,12 @@ class Mover {
         let barrier: Promise<void> = Promise.resolve()
         if (moving && !curAcked) await this.barrier(epoch)
         else barrier = this.barrier(epoch)
-        const results = await Promise.allSettled([barrier, moving ? this.moveCurrent(moving) : Promise.resolve()])
+        // The finished slot is recorded done once this barrier has passed, meanwhile the next one moves.
+        const finished = barrier.then(() => (finishing ? this.finishSlot(finishing) : undefined))
+        const results = await Promise.allSettled([finished, moving ? this.moveCurrent(moving) : Promise.resolve()])
         for (const r of results) if (r.status === 'rejected') throw r.reason
         // Acknowledged with this barrier, unless a pause released it meanwhile.
         if (this.preholdReleases === releases) this.preheldAcked = this.preheld !== null
-        if (finishing) await this.finishSlot(finishing)
         done = moving
         cur = null
       }
@@ -700,45 +702,36 @@ class Mover {
       if (st.done) continue
       seen += st.seen
       const addr = this.masterOf(source)
-      const conn = this.masters.get(addr)
+      const conn = this.masters.raw(addr)
       let cursor = st.started ? st.cursor : '0'
       const t0 = Date.now()
-      let perSlot = new Map<number, Buffer[]>()
-      let pending = 0
+      const buckets = new ScanBuckets((slot) => slots.has(slot))
       let pagesSeen = 0
       let lastFlush = Date.now()
       const flush = (next: string, done: boolean) => {
-        this.ms.recordScanChunk(this.job.id, source, next, done, pagesSeen, perSlot)
-        perSlot = new Map()
-        pending = 0
+        this.ms.recordScanChunk(this.job.id, source, next, done, pagesSeen, buckets.take())
         pagesSeen = 0
         lastFlush = Date.now()
       }
       let pages = 0
       // The next page is asked for before this one is bucketed: the round trip and the bucketing
       // overlap. A page fetched but not bucketed is not in the checkpoint (its cursor is not either).
-      let page = scanPage(conn, cursor, this.opts.scanCount)
+      const scanPage = (c: string) => conn.callRaw(['SCAN', c, 'COUNT', String(this.opts.scanCount)])
+      let page = scanPage(cursor)
       for (;;) {
-        const [next, keys] = await page
+        const raw = await page
+        const next = ScanBuckets.cursorOf(raw)
         if (next !== '0') {
-          page = scanPage(conn, next, this.opts.scanCount)
+          page = scanPage(next)
           page.catch(() => {}) // awaited on the next turn; a stop may leave it unread
         }
-        for (const key of keys) {
-          if (isInternalKey(key)) continue
-          const slot = slotOf(key)
-          if (!slots.has(slot)) continue
-          const list = perSlot.get(slot)
-          if (list) list.push(key)
-          else perSlot.set(slot, [key])
-          pending++
-        }
-        pagesSeen += keys.length
-        seen += keys.length
+        const {keys} = buckets.addPage(raw)
+        pagesSeen += keys
+        seen += keys
         this.progress.set({scannedKeys: seen})
         cursor = next
         // One transaction per ~50k bucketed keys or 2 s: few, large chunks (one per slot).
-        if (next === '0' || pending >= 50_000 || Date.now() - lastFlush >= 2000) flush(next, next === '0')
+        if (next === '0' || buckets.pending >= 50_000 || Date.now() - lastFlush >= 2000) flush(next, next === '0')
         if (next === '0') break
         if (++pages % 20 === 0) await this.checkControl()
         if (this.cancel) return
@@ -790,23 +783,38 @@ class Mover {
     // A held move cut short by heldOver() leaves its chunk unrecorded: the online path redoes it,
     // skipping the keys already gone from the source.
     const move = (keys: Buffer[]) => (mode === 'held' ? this.moveHeld(row, keys, heldOver) : this.moveKeys(row, keys))
-    const src = this.masters.get(this.masterOf(row.source))
+    const src = mode === 'held' ? this.masters.raw(this.masterOf(row.source)) : this.masters.get(this.masterOf(row.source))
     const pendingKey = pendingSetKey(row.slot)
     if (row.step === 'bucket') {
+      // Held, the pending set does not change (no proxy writes the slot): its first page moves with
+      // the bucket's first chunk, one round of scripts fewer per slot. A resume that repeats the
+      // pending set from its start finds those keys gone from the source.
+      let firstPage: Promise<[string, Buffer[]]> | null = mode === 'held' ? sscanPage(src, pendingKey, '0', 1000) : null
+      firstPage?.catch(() => {})
+      let pendingNext = '0'
       for (;;) {
         if (await leave()) return false
         const chunk = Math.max(mode === 'held' ? this.batch * HELD_INFLIGHT : this.batch, 1000)
-        const {seq, keys} = this.ms.bucketChunks(this.job.id, row.slot, row.bucketSeq, chunk)
+        let {seq, keys} = this.ms.bucketChunks(this.job.id, row.slot, row.bucketSeq, chunk)
+        let withPage = false
+        if (firstPage) {
+          const [next, members] = await firstPage
+          firstPage = null
+          keys = keys.concat(members)
+          pendingNext = next
+          withPage = true
+        }
         if (!keys.length) break
         const res = await move(keys)
         if (res.complete) row.bucketSeq = seq
+        else if (withPage) pendingNext = '0'
         this.ms.recordBatch(this.job, row, res.moved, res.bytes, res.big)
         if (!res.complete) return false
       }
       // Not recorded by itself: a resume re-reads the bucket after its last chunk, finds none, and
       // goes on with the pending set from its start.
-      row.step = 'pending'
-      row.pendingCursor = '0'
+      row.step = pendingNext === '0' && mode === 'held' ? 'verify' : 'pending'
+      row.pendingCursor = pendingNext
     }
     if (row.step === 'pending') {
       for (;;) {
@@ -963,10 +971,10 @@ class Mover {
   private async moveHeld(row: SlotRow, keysIn: Buffer[], over: () => boolean): Promise<MoveResult> {
     const res: MoveResult = {moved: 0, bytes: 0, big: [], complete: true}
     const keys = userKeys(keysIn)
-    const src = this.masters.get(this.masterOf(row.source))
-    const dst = this.masters.get(this.masterOf(row.target))
+    const src = this.masters.raw(this.masterOf(row.source))
+    const dst = this.masters.raw(this.masterOf(row.target))
     const big: {key: Buffer; size: number}[] = []
-    const unlinks: Promise<number>[] = []
+    const unlinks: Promise<unknown>[] = []
     const t0 = performance.now()
     let next = 0
     const worker = async () => {
@@ -979,7 +987,7 @@ class Mover {
         const d = await dumpKeys(src, batch, this.opts.bigKeyBytes)
         await restoreKeys(dst, d)
         // Not awaited here: the source runs it before anything sent after it on this connection.
-        if (d.keys.length) unlinks.push(src.unlink(...d.keys))
+        if (d.keys.length) unlinks.push(src.call(['UNLINK', ...d.keys]))
         big.push(...d.big)
         this.heldUndumped += d.undumped
         res.moved += d.keys.length

@@ -8,6 +8,7 @@ import {createHash} from 'node:crypto'
 import {Redis} from 'ioredis'
 import {RstoreError, UnreachableError} from '../errors.js'
 import {parseAddr} from '../topology/model.js'
+import {RawRedis} from './raw-redis.js'
 
 export const INTERNAL_PREFIX = Buffer.from('__rstore:')
 
@@ -22,9 +23,16 @@ export class MigrateError extends RstoreError {
   }
 }
 
-/** One ioredis connection per master address, reused for the whole job. */
+/** One ioredis connection and one raw one (the hot path) per master address, reused for the whole job. */
 export class Masters {
   private readonly conns = new Map<string, Redis>()
+  private readonly raws = new Map<string, RawRedis>()
+
+  raw(addr: string): RawRedis {
+    let c = this.raws.get(addr)
+    if (!c) this.raws.set(addr, (c = new RawRedis(addr)))
+    return c
+  }
 
   get(addr: string): Redis {
     let c = this.conns.get(addr)
@@ -40,16 +48,14 @@ export class Masters {
   close(): void {
     for (const c of this.conns.values()) c.disconnect()
     this.conns.clear()
+    for (const c of this.raws.values()) c.close()
+    this.raws.clear()
   }
 }
 
-export async function scanPage(r: Redis, cursor: string, count: number): Promise<[string, Buffer[]]> {
-  const [next, keys] = await r.scanBuffer(cursor, 'COUNT', count)
-  return [next.toString(), keys]
-}
-
-export async function sscanPage(r: Redis, setKey: string, cursor: string, count: number): Promise<[string, Buffer[]]> {
-  const [next, members] = await r.sscanBuffer(setKey, cursor, 'COUNT', count)
+export async function sscanPage(r: Redis | RawRedis, setKey: string, cursor: string, count: number): Promise<[string, Buffer[]]> {
+  const [next, members] =
+    r instanceof RawRedis ? ((await r.call(['SSCAN', setKey, cursor, 'COUNT', String(count)])) as [Buffer, Buffer[]]) : await r.sscanBuffer(setKey, cursor, 'COUNT', count)
   return [next.toString(), members]
 }
 
@@ -140,12 +146,14 @@ class LuaScript {
     this.sha = createHash('sha1').update(lua).digest('hex')
   }
 
-  async run(r: Redis, keys: Buffer[], args: (string | Buffer)[]): Promise<unknown> {
+  async run(r: Redis | RawRedis, keys: Buffer[], args: (string | Buffer)[]): Promise<unknown> {
+    const call = (cmd: string, script: string) =>
+      r instanceof RawRedis ? r.call([cmd, script, String(keys.length), ...keys, ...args]) : r.callBuffer(cmd, script, String(keys.length), ...keys, ...args)
     try {
-      return await r.callBuffer('EVALSHA', this.sha, String(keys.length), ...keys, ...args)
+      return await call('EVALSHA', this.sha)
     } catch (err) {
       if (!/NOSCRIPT/.test((err as Error).message)) throw err
-      return r.callBuffer('EVAL', this.lua, String(keys.length), ...keys, ...args)
+      return call('EVAL', this.lua)
     }
   }
 }
@@ -197,7 +205,7 @@ export interface Dumped {
 }
 
 /** DUMP + PTTL of the keys that exist (big ones only listed), in one script call on the source. */
-export async function dumpKeys(src: Redis, keys: Buffer[], bigKeyBytes: number): Promise<Dumped> {
+export async function dumpKeys(src: RawRedis, keys: Buffer[], bigKeyBytes: number): Promise<Dumped> {
   const reply = (await DUMP_SCRIPT.run(src, keys, [String(bigKeyBytes)])) as (Buffer | number)[]
   const out: Dumped = {keys: [], ttls: [], payloads: [], bytes: 0, big: [], undumped: 0}
   for (let i = 0; i + 2 < reply.length; i += 3) {
@@ -227,7 +235,7 @@ export async function dumpKeys(src: Redis, keys: Buffer[], bigKeyBytes: number):
  * commands every proxy holds: then the source copy is the only authoritative one and nothing else
  * writes these keys on the target.
  */
-export async function restoreKeys(dst: Redis, d: Dumped): Promise<void> {
+export async function restoreKeys(dst: RawRedis, d: Dumped): Promise<void> {
   if (!d.keys.length) return
   const args: (string | Buffer)[] = []
   for (let i = 0; i < d.keys.length; i++) args.push(d.ttls[i]!, d.payloads[i]!)
