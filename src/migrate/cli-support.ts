@@ -4,7 +4,7 @@
  */
 import {Flags} from '@oclif/core'
 import {existsSync} from 'node:fs'
-import {hostname} from 'node:os'
+import {getPriority, hostname, setPriority} from 'node:os'
 import {join} from 'node:path'
 import type {RstoreConfig} from '../config.js'
 import {ConflictError, NotFoundError} from '../errors.js'
@@ -37,6 +37,12 @@ export const moveFlags = {
     default: DEFAULT_MOVE_OPTIONS.bigKeyBytes,
     min: 1,
   }),
+  nice: Flags.integer({
+    description: "lower the mover's CPU priority to this nice value, so that proxies and Redis servers on its host serve first (0 = leave it)",
+    default: DEFAULT_MOVE_OPTIONS.nice,
+    min: 0,
+    max: 19,
+  }),
   'lock-ttl': Flags.integer({description: 'lease TTL of the migration lock, seconds', default: DEFAULT_MOVE_OPTIONS.lockTtlSec, min: 1, hidden: true}),
 }
 
@@ -48,6 +54,7 @@ export interface MoveFlagValues {
   'big-key': number
   'lock-ttl': number
   'hold-ms': number
+  nice: number
 }
 
 export function moveOptions(f: MoveFlagValues): MoveOptions {
@@ -61,6 +68,17 @@ export function moveOptions(f: MoveFlagValues): MoveOptions {
     bigKeyBytes: f['big-key'],
     lockTtlSec: f['lock-ttl'],
     holdMs: f['hold-ms'],
+    nice: f.nice,
+  }
+}
+
+/** Raises this process's nice value to at least `nice` (never lowers it). */
+function lowerPriority(nice: number, warn: (line: string) => void): void {
+  if (nice <= 0) return
+  try {
+    if (getPriority() < nice) setPriority(nice)
+  } catch (err) {
+    warn(`warning: cannot lower the mover's CPU priority (--nice ${nice}): ${(err as Error).message}`)
   }
 }
 
@@ -75,6 +93,7 @@ export async function runJobCommand(cfg: RstoreConfig, req: JobRequest, opts: Mo
   }
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)
+  lowerPriority(opts.nice, ui.write)
   const db = openCheckpoints(cfg.checkpointDir, cfg.product)
   try {
     return await withTopologyStore(cfg, (store) =>

@@ -35,6 +35,7 @@ test('refusals name the reason and change nothing', async () => {
   await refused(['migrate', '0', '10'], /give FROM TO GROUP/)
   await refused(['migrate', '--resume'], /no unfinished migration job/)
   await refused(['migrate', '0', '10', '2', '--batch', '0'], /batch/)
+  await refused(['migrate', '0', '10', '2', '--nice', '20'], /nice/)
   await refused(['rebalance', '--by', 'keys'], /Expected --by=keys to be one of: memory, slots/)
   await refused(['rebalance', '--by', 'slots', '--dry-run'], /every slot must be online.*900-1023/)
   await refused(['jobs', 'pause', 'nope'], /no job 'nope'|no checkpoint file/)

@@ -2,10 +2,17 @@
 // nothing left behind. While it runs (and after each kill) a different migration is refused naming
 // the job, and `slot set` of the migrating slot is refused.
 import assert from 'node:assert/strict'
+import {readFileSync} from 'node:fs'
 import {test} from 'node:test'
 import {startCluster} from '../harness/cluster.js'
 import {jobs, sleep, slotRanges, startMover, until} from './helpers.js'
 import {strandedKeys, Workload} from './workload.js'
+
+/** A running process's nice value (field 19 of /proc/<pid>/stat). */
+function niceOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16])
+}
 
 const coordinator = (process.env.RSTORE_TEST_COORD as 'embedded' | 'etcd' | undefined) ?? 'embedded'
 
@@ -41,6 +48,7 @@ test(`migrate 0 511 2 killed with SIGKILL three times and resumed (${coordinator
         const running = (await jobs(c)).find((j) => j.kind === 'migrate')!
         assert.equal(running.id, jobId)
         assert.equal(running.running, true)
+        assert.ok(niceOf(m.child.pid!) >= 10, 'the mover runs at nice 10 (or lower priority) by default')
         // A second migrate while one runs is refused, naming the job.
         const second = await c.cli(['migrate', '512', '600', '2'])
         assert.notEqual(second.code, 0)
