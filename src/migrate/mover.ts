@@ -24,6 +24,7 @@ import {slotOf} from '../topology/slots.js'
 import {pendingSetKey} from '../proxy/routing.js'
 import {BarrierTimeoutError, ProxyAcks} from './barrier.js'
 import {canonicalJson, type CheckpointDb, type Job} from './checkpoints.js'
+import {failpoint} from './failpoints.js'
 import {LockLostError, MigrationLock} from './lock.js'
 import {MigrationStore, type BigKey, type MigrationKind, type MigrationProgress, type PlannedSlot, type SlotRow} from './migration-store.js'
 import {Progress} from './progress.js'
@@ -530,6 +531,7 @@ class Mover {
             }),
           )
           this.log(`marked ${unmarked.length} slot(s) pending (${rangesText(unmarked.map((r) => r.slot))}) at epoch ${this.topo.epoch}`)
+          failpoint('after-mark')
         }
         if (phase === 'pending') {
           await this.barrier(this.topo.epoch)
@@ -610,7 +612,9 @@ class Mover {
           if (next && !topo.slots[next.slot]!.hold) out.push({...onlineAtSource(next), hold: true})
           return out
         })
+        if (finishing) failpoint('after-online-change')
         if (moving && moving.state === 'queued') {
+          failpoint('after-migrating-change')
           this.ms.recordMigrating(job, moving.slot, epoch)
           moving.state = 'migrating'
         }
@@ -716,6 +720,7 @@ class Mover {
       let lastFlush = Date.now()
       const flush = (next: string, done: boolean) => {
         this.ms.recordScanChunk(this.job.id, source, next, done, pagesSeen, buckets.take())
+        failpoint('scan-chunk')
         pagesSeen = 0
         lastFlush = Date.now()
       }
@@ -763,6 +768,7 @@ class Mover {
       }
       return now.pending ? [{id: row.slot, state: 'migrating', group: row.target, from: row.source}] : []
     })
+    failpoint('after-release')
   }
 
   /**
@@ -921,6 +927,7 @@ class Mover {
   private async finishSlot(row: SlotRow): Promise<void> {
     await this.masters.get(this.masterOf(row.source)).unlink(pendingSetKey(row.slot))
     this.ms.recordDone(this.job, row.slot)
+    failpoint('after-done')
     row.state = 'done'
     this.progress.set({slotsDone: this.job.progress.slotsDone})
   }
@@ -992,6 +999,7 @@ class Mover {
         const batch = keys.slice(next, (next += this.batch))
         const d = await dumpKeys(src, batch, this.opts.bigKeyBytes)
         await restoreKeys(dst, d)
+        failpoint('held-after-restore')
         // Not awaited here: the source runs it before anything sent after it on this connection.
         if (d.keys.length) unlinks.push(src.call(['UNLINK', ...d.keys]))
         big.push(...d.big)
@@ -1005,6 +1013,7 @@ class Mover {
     }
     await Promise.all(Array.from({length: HELD_INFLIGHT}, worker))
     await Promise.all(unlinks)
+    failpoint('held-after-unlink')
     this.migrateMs += performance.now() - t0
     for (const b of big) await this.moveBigKey(row, b.key, b.size, res)
     return res
@@ -1029,6 +1038,7 @@ class Mover {
         await this.checkControl()
         const t0 = performance.now()
         await migrateKeys(src, dst, batch, this.opts.migrateTimeoutMs)
+        failpoint('online-after-migrate')
         this.migrateMs += performance.now() - t0
         res.moved += batch.length
         res.bytes += batchBytes

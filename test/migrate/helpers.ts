@@ -13,8 +13,8 @@ export interface Mover {
 }
 
 /** Starts `rstore <args>` on the cluster in the background (the mover, to be killed or waited for). */
-export function startMover(c: Cluster, args: string[]): Mover {
-  const child = spawn(process.execPath, [RSTORE_BIN, ...args, ...c.coordinatorArgs], {cwd: c.dir, stdio: ['ignore', 'pipe', 'pipe']})
+export function startMover(c: Cluster, args: string[], env: NodeJS.ProcessEnv = {}): Mover {
+  const child = spawn(process.execPath, [RSTORE_BIN, ...args, ...c.coordinatorArgs], {cwd: c.dir, stdio: ['ignore', 'pipe', 'pipe'], env: {...process.env, ...env}})
   let out = ''
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()))
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()))
