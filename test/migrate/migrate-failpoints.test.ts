@@ -22,44 +22,46 @@ const CASES: {point: Failpoint; hit: number; flags?: string[]}[] = [
   {point: 'online-after-migrate', hit: 3, flags: ['--hold-ms', '0']},
 ]
 
-test('the mover SIGKILLed at every failpoint resumes with nothing lost (embedded)', {timeout: 300_000}, async (t) => {
-  assert.deepEqual(CASES.map((c) => c.point).sort(), [...FAILPOINTS].sort(), 'every failpoint has a case')
-  const c = await startCluster({groups: 2, proxies: 2, slots: 'group1', coordinator: 'embedded'})
-  let w: Workload | undefined
-  try {
-    w = new Workload([c.proxies[0]!.client(), c.proxies[1]!.client()], {initialPerKind: 1500, growPerKind: 300, writers: 6})
-    await w.populate()
-    w.start()
-    for (const [i, k] of CASES.entries()) {
-      const from = i * 32
-      const to = from + 31
-      const args = ['migrate', String(from), String(to), '2', '--lock-ttl', '1', ...(k.flags ?? [])]
-      const m = startMover(c, args, {RSTORE_FAILPOINT: `${k.point}:${k.hit}`})
-      const exit = await m.exited
-      assert.equal(exit, 'SIGKILL', `${k.point}: the mover should have died there, it ended with ${exit}:\n${m.output()}`)
-      const job = (await jobs(c)).find((j) => j.state === 'interrupted')
-      assert.ok(job, `${k.point}: the job is left unfinished`)
-      const resumed = await c.cli(['migrate', '--resume', '--lock-ttl', '1', ...(k.flags ?? [])], {timeoutMs: 120_000})
-      assert.equal(resumed.code, 0, `${k.point}: resume failed:\n${resumed.stderr}\n${resumed.stdout}`)
-      assert.match(resumed.stdout, /done \(resumed\): 32\/32 slot/, k.point)
-      t.diagnostic(`${k.point}:${k.hit} killed (${job.progress.phase}, ${job.progress.slotsDone} done), resumed: ${resumed.stdout.trim().split('\n')[0]}`)
-      const stranded = await strandedKeys(c.groups[0]!.client(), from, to)
-      assert.deepEqual(stranded.stranded.slice(0, 5), [], `${k.point}: keys of ${from}-${to} left on group 1`)
+for (const coordinator of ['embedded', 'etcd'] as const) {
+  test(`the mover SIGKILLed at every failpoint resumes with nothing lost (${coordinator})`, {timeout: 300_000}, async (t) => {
+    assert.deepEqual(CASES.map((c) => c.point).sort(), [...FAILPOINTS].sort(), 'every failpoint has a case')
+    const c = await startCluster({groups: 2, proxies: 2, slots: 'group1', coordinator})
+    let w: Workload | undefined
+    try {
+      w = new Workload([c.proxies[0]!.client(), c.proxies[1]!.client()], {initialPerKind: 1500, growPerKind: 300, writers: 6})
+      await w.populate()
+      w.start()
+      for (const [i, k] of CASES.entries()) {
+        const from = i * 32
+        const to = from + 31
+        const args = ['migrate', String(from), String(to), '2', '--lock-ttl', '1', ...(k.flags ?? [])]
+        const m = startMover(c, args, {RSTORE_FAILPOINT: `${k.point}:${k.hit}`})
+        const exit = await m.exited
+        assert.equal(exit, 'SIGKILL', `${k.point}: the mover should have died there, it ended with ${exit}:\n${m.output()}`)
+        const job = (await jobs(c)).find((j) => j.state === 'interrupted')
+        assert.ok(job, `${k.point}: the job is left unfinished`)
+        const resumed = await c.cli(['migrate', '--resume', '--lock-ttl', '1', ...(k.flags ?? [])], {timeoutMs: 120_000})
+        assert.equal(resumed.code, 0, `${k.point}: resume failed:\n${resumed.stderr}\n${resumed.stdout}`)
+        assert.match(resumed.stdout, /done \(resumed\): 32\/32 slot/, k.point)
+        t.diagnostic(`${k.point}:${k.hit} killed (${job.progress.phase}, ${job.progress.slotsDone} done), resumed: ${resumed.stdout.trim().split('\n')[0]}`)
+        const stranded = await strandedKeys(c.groups[0]!.client(), from, to)
+        assert.deepEqual(stranded.stranded.slice(0, 5), [], `${k.point}: keys of ${from}-${to} left on group 1`)
+      }
+      await w.stop()
+      const finalRead = await w.verify([c.proxies[0]!.client(), c.proxies[1]!.client()])
+      assert.deepEqual({errors: w.errors, wrong: w.wrong, finalRead}, {errors: [], wrong: [], finalRead: []}, 'client errors, wrong replies, final read-back through both proxies')
+      const moved = CASES.length * 32 - 1
+      const ranges = await slotRanges(c)
+      assert.deepEqual(ranges.map((r) => [r.from, r.to, r.state, r.group, !!r.pending, !!r.hold]), [
+        [0, moved, 'online', 2, false, false],
+        [moved + 1, 1023, 'online', 1, false, false],
+      ])
+      assert.deepEqual((await strandedKeys(c.groups[0]!.client(), 0, moved)).internal, [], 'no pending set left on group 1')
+      assert.deepEqual((await strandedKeys(c.groups[1]!.client(), 0, 1023)).internal, [], 'no pending set left on group 2')
+      t.diagnostic(`${w.ops} writes, ${w.keys.size} keys`)
+    } finally {
+      await w?.stop()
+      await c.stop()
     }
-    await w.stop()
-    const finalRead = await w.verify([c.proxies[0]!.client(), c.proxies[1]!.client()])
-    assert.deepEqual({errors: w.errors, wrong: w.wrong, finalRead}, {errors: [], wrong: [], finalRead: []}, 'client errors, wrong replies, final read-back through both proxies')
-    const moved = CASES.length * 32 - 1
-    const ranges = await slotRanges(c)
-    assert.deepEqual(ranges.map((r) => [r.from, r.to, r.state, r.group, !!r.pending, !!r.hold]), [
-      [0, moved, 'online', 2, false, false],
-      [moved + 1, 1023, 'online', 1, false, false],
-    ])
-    assert.deepEqual((await strandedKeys(c.groups[0]!.client(), 0, moved)).internal, [], 'no pending set left on group 1')
-    assert.deepEqual((await strandedKeys(c.groups[1]!.client(), 0, 1023)).internal, [], 'no pending set left on group 2')
-    t.diagnostic(`${w.ops} writes, ${w.keys.size} keys`)
-  } finally {
-    await w?.stop()
-    await c.stop()
-  }
-})
+  })
+}
