@@ -16,7 +16,8 @@ import {UnreachableError, ValidationError} from '../src/errors.js'
 import {EmbeddedCoordinator} from '../src/coord/embedded.js'
 import {EtcdCoordinator} from '../src/coord/etcd.js'
 import {CompactedError, CoordinatorClosedError, LeaseNotFoundError} from '../src/coord/keys.js'
-import type {Coordinator, WatchEvent} from '../src/coord/types.js'
+import {PrefixMirror} from '../src/coord/prefix-mirror.js'
+import type {Coordinator, KeyValue, Op, WatchEvent} from '../src/coord/types.js'
 import {startEtcd, type EtcdServer} from './harness/etcd.js'
 import {freePort, removeDir, tempDir, waitFor} from './harness/process.js'
 
@@ -337,6 +338,61 @@ function contract(name: string, makeTarget: () => Promise<Target>): void {
       assert.deepEqual(back, [{type: 'delete', key: `${p}x`, value: '', revision: r2.revision}])
       await w.close()
       await w2.close()
+    })
+
+    test('listWithRevision: the keys and the revision of one snapshot; a watch from there misses nothing', async () => {
+      const p = fresh()
+      const r1 = await c.txn([], [{type: 'put', key: `${p}b`, value: '1'}, {type: 'put', key: `${p}a`, value: '2'}])
+      const snap = await c.listWithRevision(p)
+      assert.deepEqual(snap.kvs, await c.list(p))
+      assert.deepEqual(snap.kvs.map((kv) => kv.key), [`${p}a`, `${p}b`])
+      assert.ok(snap.revision >= r1.revision, `${snap.revision} >= ${r1.revision}`)
+      const evs: WatchEvent[] = []
+      const w = await c.watch(p, snap.revision, (ev) => evs.push(ev))
+      const r2 = await c.txn([], [{type: 'delete', key: `${p}a`}])
+      await waitFor('the delete event', () => evs.length >= 1, 5000, 10)
+      assert.deepEqual(evs, [{type: 'delete', key: `${p}a`, value: '', revision: r2.revision}])
+      assert.deepEqual(await c.listWithRevision(`${p}zz/`), {kvs: [], revision: await c.revision()})
+      await w.close()
+    })
+
+    test('PrefixMirror: the same keys as list() after every transaction, changes reported once per transaction', async () => {
+      const p = fresh()
+      await c.txn([], [{type: 'put', key: `${p}k/0`, value: 'init'}, {type: 'put', key: `${p}other`, value: 'x'}])
+      let changes = 0
+      const m = await PrefixMirror.start(c, p, () => changes++, (key) => key.startsWith(`${p}k/`))
+      const other = await open()
+      const strip = (kvs: KeyValue[]) => kvs.map(({key, value, createRevision, modRevision}) => ({key, value, createRevision, modRevision}))
+      assert.deepEqual(strip(m.snapshot()), strip(await c.list(p)))
+      let relevantTxns = 0
+      let lastRevision = m.revision
+      for (let i = 0; i < 40; i++) {
+        // Writes from another instance too: the mirror follows the store, not its own coordinator.
+        const who = i % 3 === 0 ? other : c
+        const ops: Op[] = []
+        const keys = new Set<string>()
+        for (let j = 0; j < 1 + (i % 4); j++) {
+          const key = `${p}k/${(i * 7 + j * 3) % 12}`
+          if (keys.has(key)) continue
+          keys.add(key)
+          ops.push(i % 5 === 4 && j === 0 ? {type: 'delete', key} : {type: 'put', key, value: `v${i}.${j}`})
+        }
+        if (i % 13 === 12) ops.splice(0, ops.length, {type: 'deletePrefix', prefix: `${p}k/1`})
+        if (i % 11 === 10) ops.splice(0, ops.length, {type: 'put', key: `${p}other`, value: `o${i}`})
+        const r = await who.txn([], ops)
+        if (r.revision === lastRevision) continue // a delete of nothing: no new revision
+        lastRevision = r.revision
+        await waitFor(`the mirror at revision ${r.revision}`, () => m.revision >= r.revision, 5000, 5)
+        await sleep(5) // the change report comes on the next turn
+        if (!ops.every((op) => op.type === 'put' && op.key === `${p}other`)) relevantTxns++
+        assert.deepEqual(strip(m.snapshot()), strip(await c.list(p)), `after txn ${i}`)
+        assert.equal(changes, relevantTxns, `one change report per transaction touching ${p}k/ (txn ${i})`)
+      }
+      assert.ok(m.snapshot().length > 3)
+      await m.close()
+      await c.txn([], [{type: 'put', key: `${p}k/late`, value: '1'}])
+      await sleep(50)
+      assert.equal(changes, relevantTxns, 'no report after close')
     })
 
     test('a watch from a compacted revision fails with CompactedError', async () => {

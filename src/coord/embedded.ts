@@ -275,6 +275,13 @@ export class EmbeddedCoordinator implements Coordinator {
     return this.rowsUnder(prefix).map(rawToKeyValue)
   }
 
+  async listWithRevision(prefix: string): Promise<{kvs: KeyValue[]; revision: number}> {
+    this.check()
+    this.reapIfNeeded()
+    // One read transaction: the rows and the revision come from the same snapshot.
+    return this.db.transaction(() => ({revision: this.st.getRev.get()!.value, kvs: this.rowsUnder(prefix).map(rawToKeyValue)}))()
+  }
+
   async revision(): Promise<number> {
     this.check()
     this.reapIfNeeded()

@@ -133,6 +133,10 @@ export class EtcdCoordinator implements Coordinator {
   }
 
   async list(prefix: string): Promise<KeyValue[]> {
+    return (await this.listWithRevision(prefix)).kvs
+  }
+
+  async listWithRevision(prefix: string): Promise<{kvs: KeyValue[]; revision: number}> {
     this.check()
     const range = prefixRange(prefix)
     const out: KeyValue[] = []
@@ -146,7 +150,7 @@ export class EtcdCoordinator implements Coordinator {
       )
       revision ??= res.header.revision
       for (const kv of res.kvs) out.push(toKeyValue(kv))
-      if (!res.more || res.kvs.length === 0) return out
+      if (!res.more || res.kvs.length === 0) return {kvs: out, revision: Number(revision)}
       key = Buffer.concat([res.kvs[res.kvs.length - 1].key, ZERO])
     }
   }

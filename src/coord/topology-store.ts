@@ -81,6 +81,11 @@ export class TopologyStore {
     this.epochKey = this.key('epoch')
   }
 
+  /** The epoch key or a slots/ or groups/ record: what a change of the topology writes. */
+  isTopologyKey(key: string): boolean {
+    return key === this.epochKey || key.startsWith(this.slotsPrefix) || key.startsWith(this.groupsPrefix)
+  }
+
   /** `/rstore/<product>/` + parts joined by `/`. */
   key(...parts: (string | number)[]): string {
     return this.prefix + parts.join('/')
@@ -205,15 +210,12 @@ export class TopologyStore {
         if (!closed) onChange()
       })
     }
-    const slotsPrefix = this.key('slots', '')
-    const groupsPrefix = this.key('groups', '')
-    const epochKey = this.key('epoch')
     const start = async (after: number): Promise<void> => {
       inner = await this.coord.watch(
         this.prefix,
         after,
         (ev) => {
-          if (ev.key === epochKey || ev.key.startsWith(slotsPrefix) || ev.key.startsWith(groupsPrefix)) fire()
+          if (this.isTopologyKey(ev.key)) fire()
         },
         () => {
           if (closed) return

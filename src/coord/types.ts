@@ -62,6 +62,8 @@ export interface Coordinator {
   get(key: string): Promise<KeyValue | null>
   /** Every key starting with prefix, sorted by key. */
   list(prefix: string): Promise<KeyValue[]>
+  /** list() and the store's revision it was read at (one snapshot): a watch from there misses nothing. */
+  listWithRevision(prefix: string): Promise<{kvs: KeyValue[]; revision: number}>
   /** All compares hold -> all ops applied atomically at one new revision; else nothing changes. */
   txn(compares: Compare[], ops: Op[]): Promise<TxnResult>
   /** The current revision of the whole store. */

@@ -1,6 +1,7 @@
 import {createServer, type Server, type Socket} from 'node:net'
 import {ConflictError} from '../errors.js'
 import type {Coordinator, Lease, Op, Watcher} from '../coord/types.js'
+import {PrefixMirror} from '../coord/prefix-mirror.js'
 import {TopologyStore} from '../coord/topology-store.js'
 import {topologyProblem, type ProxyInfo} from '../topology/model.js'
 import {BackendPool, setAfterRepliesHook} from './backend.js'
@@ -60,6 +61,8 @@ export class Proxy implements SessionHost, LocalHost {
   private ctx: DispatchContext
   private lease: Lease | null = null
   private watchers: Watcher[] = []
+  /** Every key of the product, kept by a watch: the topology and the rules config are read from it. */
+  private mirror: PrefixMirror | null = null
   private online = false
   private fenced = false
   private applying: Promise<void> | null = null
@@ -100,7 +103,8 @@ export class Proxy implements SessionHost, LocalHost {
   /** Registers (offline), loads the topology, starts watching, then listens. */
   async start(): Promise<void> {
     await this.register(true)
-    this.watchers.push(await this.store.watch(() => void this.applyTopology()))
+    this.mirror = await PrefixMirror.start(this.coord, this.store.prefix, () => void this.applyTopology(), (key) => this.store.isTopologyKey(key))
+    this.watchers.push(this.mirror)
     this.watchers.push(
       await this.coord.watch(this.controlKey(), await this.coord.revision(), () => void this.applyDesiredState()),
     )
@@ -239,8 +243,10 @@ export class Proxy implements SessionHost, LocalHost {
       do {
         this.applyAgain = false
         try {
-          // One list() for both the topology and the rules config: one snapshot, read once.
-          const kvs = await this.coord.list(this.store.prefix)
+          // One snapshot for both the topology and the rules config. Forced (after a lost session),
+          // listed afresh.
+          if (force) await this.mirror?.resync()
+          const kvs = this.mirror ? this.mirror.snapshot() : await this.coord.list(this.store.prefix)
           const {topo} = this.store.parseKvs(kvs)
           if (!force && topo.epoch === this.ctx.table.epoch && this.ctx.table.masters.length && !this.topologyError) continue
           force = false
