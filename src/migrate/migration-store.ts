@@ -107,7 +107,7 @@ CREATE TABLE IF NOT EXISTS migration_buckets (
   count INTEGER NOT NULL,
   keys BLOB NOT NULL,
   PRIMARY KEY (n, slot, seq)
-) WITHOUT ROWID;
+);
 CREATE TABLE IF NOT EXISTS migration_big_keys (
   n INTEGER NOT NULL,
   slot INTEGER NOT NULL,

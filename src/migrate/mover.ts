@@ -30,7 +30,7 @@ import {MigrationStore, type BigKey, type MigrationKind, type MigrationProgress,
 import {Progress} from './progress.js'
 import {planRebalance, rangesText, type RebalanceBy, type RebalancePlan} from './rebalance-plan.js'
 import {dumpKeys, existing, isInternalKey, keySizes, Masters, maxmemory, migrateKeys, restoreKeys, sscanPage} from './redis-keys.js'
-import {ScanBuckets} from './scan-buckets.js'
+import {laneNext, lanesFrom, lanesText, ScanBuckets, type ScanLane} from './scan-buckets.js'
 
 export interface MoveOptions {
   /** Sleep after each key moved, ms (Reborn's --delay). */
@@ -713,40 +713,57 @@ class Mover {
       seen += st.seen
       const addr = this.masterOf(source)
       const conn = this.masters.raw(addr)
-      let cursor = st.started ? st.cursor : '0'
+      const lanes = lanesFrom(st.started ? st.cursor : null)
       const t0 = Date.now()
       const buckets = new ScanBuckets((slot) => slots.has(slot))
       let pagesSeen = 0
       let lastFlush = Date.now()
-      const flush = (next: string, done: boolean) => {
-        this.ms.recordScanChunk(this.job.id, source, next, done, pagesSeen, buckets.take())
+      // Records the pages bucketed so far with each lane's cursor after them (one transaction).
+      const flush = () => {
+        const done = lanes.every((l) => l.cursor === null)
+        this.ms.recordScanChunk(this.job.id, source, lanesText(lanes), done, pagesSeen, buckets.take())
         failpoint('scan-chunk')
         pagesSeen = 0
         lastFlush = Date.now()
       }
       let pages = 0
-      // The next page is asked for before this one is bucketed: the round trip and the bucketing
-      // overlap. A page fetched but not bucketed is not in the checkpoint (its cursor is not either).
       const scanPage = (c: string) => conn.callRaw(['SCAN', c, 'COUNT', String(this.opts.scanCount)])
-      let page = scanPage(cursor)
-      for (;;) {
-        const raw = await page
-        const next = ScanBuckets.cursorOf(raw)
-        if (next !== '0') {
-          page = scanPage(next)
-          page.catch(() => {}) // awaited on the next turn; a stop may leave it unread
+      // Each lane asks for its next page before bucketing the current one: the round trip and the
+      // bucketing overlap. A page fetched but not bucketed is not in the checkpoint (its cursor is not either).
+      let failed = false
+      const runLane = async (lane: ScanLane): Promise<void> => {
+        if (lane.cursor === null) return
+        let page = scanPage(lane.cursor)
+        for (;;) {
+          const raw = await page
+          if (failed) return // the other lane failed: this page is not bucketed
+          const next = laneNext(lane, ScanBuckets.cursorOf(raw))
+          if (next !== null) {
+            page = scanPage(next)
+            page.catch(() => {}) // awaited on the next turn; a stop may leave it unread
+          }
+          const {keys} = buckets.addPage(raw)
+          pagesSeen += keys
+          seen += keys
+          this.progress.set({scannedKeys: seen})
+          lane.cursor = next
+          // One transaction per ~50k keys scanned or bucketed, or 2 s: few, large chunks (one per slot).
+          if (lanes.every((l) => l.cursor === null) || pagesSeen >= 50_000 || buckets.pending >= 50_000 || Date.now() - lastFlush >= 2000) flush()
+          if (next === null) return
+          if (++pages % 20 === 0) await this.checkControl()
+          if (this.cancel) return
         }
-        const {keys} = buckets.addPage(raw)
-        pagesSeen += keys
-        seen += keys
-        this.progress.set({scannedKeys: seen})
-        cursor = next
-        // One transaction per ~50k bucketed keys or 2 s: few, large chunks (one per slot).
-        if (next === '0' || buckets.pending >= 50_000 || Date.now() - lastFlush >= 2000) flush(next, next === '0')
-        if (next === '0') break
-        if (++pages % 20 === 0) await this.checkControl()
-        if (this.cancel) return
       }
+      await Promise.all(
+        lanes.map((l) =>
+          runLane(l).catch((err: unknown) => {
+            failed = true
+            throw err
+          }),
+        ),
+      )
+      if (this.cancel) return
+      if (lanes.every((l) => l.cursor === null) && !this.ms.scanState(this.job.id, source).done) flush()
       st = this.ms.scanState(this.job.id, source)
       this.log(`scanned group ${source} (${addr}): ${st.seen} keys in ${((Date.now() - t0) / 1000).toFixed(1)} s`)
     }

@@ -25,3 +25,38 @@ export function slotOf(key: Buffer | string): number {
   // crc-32 returns a signed 32-bit integer; >>> 0 makes it unsigned as Codis computes it.
   return (CRC32.buf(hashTag(buf)) >>> 0) % SLOT_COUNT
 }
+
+/** IEEE CRC-32 table (the crc-32 package's), for slotOfRange. */
+const CRC_TABLE = (() => {
+  const t = new Int32Array(256)
+  for (let n = 0; n < 256; n++) {
+    let c = n
+    for (let k = 0; k < 8; k++) c = c & 1 ? -306674912 ^ (c >>> 1) : c >>> 1
+    t[n] = c
+  }
+  return t
+})()
+
+/**
+ * slotOf(buf.subarray(start, end)) without making the subarray: the mover's scan computes a million
+ * of these, and the views (three per key with the hash tag and CRC32.buf) were most of its cost.
+ */
+export function slotOfRange(buf: Buffer, start: number, end: number): number {
+  let from = start
+  let to = end
+  for (let i = start; i < end; i++) {
+    if (buf[i] !== OPEN_BRACE) continue
+    for (let j = i + 1; j < end; j++) {
+      if (buf[j] !== CLOSE_BRACE) continue
+      if (j > i + 1) {
+        from = i + 1
+        to = j
+      }
+      break
+    }
+    break
+  }
+  let c = -1
+  for (let i = from; i < to; i++) c = CRC_TABLE[(c ^ buf[i]!) & 0xff]! ^ (c >>> 8)
+  return ((c ^ -1) >>> 0) % SLOT_COUNT
+}

@@ -3,11 +3,16 @@
 // is hit on purpose. Each point gets its own 32-slot range; the ranges move from group 1 to group 2
 // one after another while the same workload runs, and everything is read back at the end.
 import assert from 'node:assert/strict'
+import {readdirSync} from 'node:fs'
+import {join} from 'node:path'
 import {test} from 'node:test'
+import Database from 'better-sqlite3'
 import {FAILPOINTS, type Failpoint} from '../../src/migrate/failpoints.js'
 import {startCluster} from '../harness/cluster.js'
 import {jobs, slotRanges, startMover} from './helpers.js'
 import {strandedKeys, Workload} from './workload.js'
+
+const EXTRA_KEYS = 120_000
 
 /** Each failpoint, the hit to kill at, and extra flags (--hold-ms 0: the MIGRATE path). */
 const CASES: {point: Failpoint; hit: number; flags?: string[]}[] = [
@@ -30,6 +35,14 @@ for (const coordinator of ['embedded', 'etcd'] as const) {
     try {
       w = new Workload([c.proxies[0]!.client(), c.proxies[1]!.client()], {initialPerKind: 1500, growPerKind: 300, writers: 6})
       await w.populate()
+      // Enough keys for a scan of several recorded chunks (one per 50k keys): 'scan-chunk' stops it
+      // after the first, and the resume goes on from each lane's recorded cursor.
+      const g1 = c.groups[0]!.client()
+      for (let i = 0; i < EXTRA_KEYS; i += 10_000) {
+        const p = g1.pipeline()
+        for (let j = i; j < i + 10_000; j++) p.set(`x:${j}`, `v${j}`)
+        await p.exec()
+      }
       w.start()
       for (const [i, k] of CASES.entries()) {
         const from = i * 32
@@ -40,6 +53,14 @@ for (const coordinator of ['embedded', 'etcd'] as const) {
         assert.equal(exit, 'SIGKILL', `${k.point}: the mover should have died there, it ended with ${exit}:\n${m.output()}`)
         const job = (await jobs(c)).find((j) => j.state === 'interrupted')
         assert.ok(job, `${k.point}: the job is left unfinished`)
+        if (k.point === 'scan-chunk') {
+          // Killed mid-scan: both lanes' cursors recorded, the scan not done.
+          const dir = join(c.dir, 'checkpoints')
+          const db = new Database(join(dir, readdirSync(dir).find((f) => f.endsWith('.db'))!), {readonly: true})
+          const scans = db.prepare('SELECT cursor, done FROM migration_scans').all() as {cursor: string; done: number}[]
+          db.close()
+          assert.ok(scans.some((r) => /^(\d+|-)\/(\d+|-)$/.test(r.cursor) && r.done === 0), `a two-lane scan stopped midway: ${JSON.stringify(scans)}`)
+        }
         const resumed = await c.cli(['migrate', '--resume', '--lock-ttl', '1', ...(k.flags ?? [])], {timeoutMs: 120_000})
         assert.equal(resumed.code, 0, `${k.point}: resume failed:\n${resumed.stderr}\n${resumed.stdout}`)
         assert.match(resumed.stdout, /done \(resumed\): 32\/32 slot/, k.point)
@@ -48,6 +69,15 @@ for (const coordinator of ['embedded', 'etcd'] as const) {
         assert.deepEqual(stranded.stranded.slice(0, 5), [], `${k.point}: keys of ${from}-${to} left on group 1`)
       }
       await w.stop()
+      // The extra keys, read back through a proxy.
+      const r = c.proxies[0]!.client()
+      const wrongExtra: string[] = []
+      for (let i = 0; i < EXTRA_KEYS; i += 1000) {
+        const keys = Array.from({length: 1000}, (_, j) => `x:${i + j}`)
+        const values = await r.mget(...keys)
+        values.forEach((v, j) => v !== `v${i + j}` && wrongExtra.push(`${keys[j]}=${v}`))
+      }
+      assert.deepEqual(wrongExtra.slice(0, 5), [], 'extra keys read back through the proxy')
       const finalRead = await w.verify([c.proxies[0]!.client(), c.proxies[1]!.client()])
       assert.deepEqual({errors: w.errors, wrong: w.wrong, finalRead}, {errors: [], wrong: [], finalRead: []}, 'client errors, wrong replies, final read-back through both proxies')
       const moved = CASES.length * 32 - 1
