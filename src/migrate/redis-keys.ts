@@ -1,8 +1,8 @@
 /**
- * The Redis side of the mover: connections to group masters, SCAN/SSCAN pages, key sizes,
- * `MIGRATE ... KEYS` with the retry rules of DESIGN.md section 5, and the DUMP/RESTORE scripts that
- * move a held slot's keys (MIGRATE reads the target's replies a byte per syscall: ~80k small keys/s
- * here, against ~200k/s for pipelined script calls).
+ * The Redis side of the mover: connections to group masters (ioredis, and raw ones for the hot
+ * path), SSCAN pages, key sizes, `MIGRATE ... KEYS` with the retry rules of DESIGN.md section 5,
+ * and the DUMP/RESTORE scripts that move a held slot's keys (MIGRATE reads the target's replies a
+ * byte per syscall: ~80k small keys/s here, against ~200k/s for pipelined script calls).
  */
 import {createHash} from 'node:crypto'
 import {Redis} from 'ioredis'
