@@ -18,6 +18,7 @@ export class PrefixMirror {
   private watcher: Watcher | null = null
   private pending: NodeJS.Immediate | null = null
   private closed = false
+  private resyncing: Promise<void> | null = null
   /** The revision the mirror is at (the list's, then each event's). */
   revision = 0
   /** Lists so far (1 + one per failed watch or forced resync). */
@@ -53,7 +54,15 @@ export class PrefixMirror {
   }
 
   /** Lists again and restarts the watch (after the watch failed, or when the caller doubts the mirror). */
-  async resync(): Promise<void> {
+  resync(): Promise<void> {
+    // One at a time: two at once would leave one watch running unclosed.
+    this.resyncing ??= this.doResync().finally(() => {
+      this.resyncing = null
+    })
+    return this.resyncing
+  }
+
+  private async doResync(): Promise<void> {
     const old = this.watcher
     this.watcher = null
     await old?.close().catch(() => {})
