@@ -19,7 +19,11 @@ export function startMover(c: Cluster, args: string[], env: NodeJS.ProcessEnv = 
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()))
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()))
   const exited = new Promise<number | string>((resolve) => child.on('exit', (code, signal) => resolve(code ?? signal ?? -1)))
-  process.on('exit', () => child.exitCode === null && child.kill('SIGKILL'))
+  // Killed with this test process if still running; the hook goes when the mover ends (the
+  // failpoint test starts a dozen movers: no pile of listeners).
+  const killOnExit = () => child.exitCode === null && child.kill('SIGKILL')
+  process.on('exit', killOnExit)
+  child.on('exit', () => process.off('exit', killOnExit))
   return {child, output: () => out, exited}
 }
 
