@@ -171,25 +171,38 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     },
     async startProxy(o = {}) {
       const id = o.id ?? `proxy_${nextProxy++}`
-      const port = await freePort()
-      const httpPort = await freePort()
-      const addr = `127.0.0.1:${port}`
-      const httpAddr = `127.0.0.1:${httpPort}`
-      const proc = startProcess(
-        process.execPath,
-        [...(o.nodeArgs ?? []), RSTORE_BIN, 'proxy', 'start', '--addr', addr, '--http-addr', httpAddr, '--id', id, ...(opts.proxyArgs ?? []), ...(o.args ?? []), ...cluster.coordinatorArgs],
-        {cwd: dir},
-      )
       // With --cpu N every worker registers and prints its own line: wait for all of them.
       const allArgs = [...(opts.proxyArgs ?? []), ...(o.args ?? [])]
       const cpuAt = allArgs.lastIndexOf('--cpu')
       const workers = cpuAt >= 0 ? Number(allArgs[cpuAt + 1]) : 1
-      await waitFor(`proxy ${id} listening`, () => {
-        if (proc.child.exitCode !== null) throw new Error(`proxy ${id} exited with ${proc.child.exitCode}:\n${proc.output()}`)
-        return (proc.output().match(/listening on/g) ?? []).length >= workers
-      }, 20000, 50).catch((err: Error) => {
-        throw new Error(`${err.message}\nproxy output:\n${proc.output()}`)
-      })
+      let port = 0
+      let httpPort = 0
+      let proc: Managed
+      // A free port can be taken by a concurrent test between freePort() and the proxy's listen:
+      // then the proxy exits with EADDRINUSE and is started again on other ports.
+      for (let attempt = 1; ; attempt++) {
+        port = await freePort()
+        httpPort = await freePort()
+        const started = startProcess(
+          process.execPath,
+          [...(o.nodeArgs ?? []), RSTORE_BIN, 'proxy', 'start', '--addr', `127.0.0.1:${port}`, '--http-addr', `127.0.0.1:${httpPort}`, '--id', id, ...allArgs, ...cluster.coordinatorArgs],
+          {cwd: dir},
+        )
+        proc = started
+        const up = await waitFor(`proxy ${id} listening`, () => {
+          if (started.child.exitCode !== null) throw new Error(`proxy ${id} exited with ${started.child.exitCode}:\n${started.output()}`)
+          return (started.output().match(/listening on/g) ?? []).length >= workers
+        }, 20000, 50).then(
+          () => true,
+          (err: Error) => {
+            if (attempt < 3 && started.child.exitCode !== null && /EADDRINUSE/.test(started.output())) return false
+            throw new Error(`${err.message}\nproxy output:\n${started.output()}`)
+          },
+        )
+        if (up) break
+      }
+      const addr = `127.0.0.1:${port}`
+      const httpAddr = `127.0.0.1:${httpPort}`
       const p: ClusterProxy = {
         id,
         port,

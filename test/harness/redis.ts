@@ -18,8 +18,18 @@ export interface RedisServer {
  * opts.port / opts.dir restart a server where a stopped one was (same address, e.g. after a kill).
  */
 export async function startRedis(extraArgs: string[] = [], opts: {port?: number; dir?: string} = {}): Promise<RedisServer> {
+  // A free port can be taken by a concurrent test before redis-server binds it: try other ports.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startRedisOn(opts.port ?? (await freePort()), extraArgs, opts)
+    } catch (err) {
+      if (opts.port !== undefined || attempt >= 3 || !/address already in use/i.test((err as Error).message)) throw err
+    }
+  }
+}
+
+async function startRedisOn(port: number, extraArgs: string[], opts: {dir?: string}): Promise<RedisServer> {
   const bin = requireBinary('redis-server')
-  const port = opts.port ?? (await freePort())
   const dir = opts.dir ?? tempDir('redis')
   if (opts.dir) mkdirSync(dir, {recursive: true})
   const proc = startProcess(bin, [
@@ -38,9 +48,16 @@ export async function startRedis(extraArgs: string[] = [], opts: {port?: number;
   try {
     await waitFor(`redis-server on port ${port}`, async () => {
       if (proc.child.exitCode !== null) throw new Error(`redis-server exited: ${proc.output()}`)
-      const probe = client()
+      // A time limit: whatever else may hold the port need not answer.
+      const probe = new Redis({host: '127.0.0.1', port, lazyConnect: false, maxRetriesPerRequest: 1, retryStrategy: () => null, commandTimeout: 1000})
+      probe.on('error', () => {})
       try {
-        return (await probe.ping()) === 'PONG'
+        if ((await probe.ping()) !== 'PONG') return false
+        // The server on the port is this one, not another test's that took the port first.
+        if (!(await probe.info('server')).includes(`process_id:${proc.child.pid}\r\n`)) {
+          throw new Error(`redis-server could not listen on ${port}: address already in use (another server answers there)`)
+        }
+        return true
       } finally {
         probe.disconnect()
       }
