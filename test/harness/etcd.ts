@@ -13,6 +13,17 @@ export interface EtcdServer {
  * TTLs to 1.5 x election timeout), so lease tests stay fast.
  */
 export async function startEtcd(): Promise<EtcdServer> {
+  // A free port can be taken by a concurrent test before etcd binds it: try other ports.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startEtcdOnce()
+    } catch (err) {
+      if (attempt >= 3 || !/address already in use/i.test((err as Error).message)) throw err
+    }
+  }
+}
+
+async function startEtcdOnce(): Promise<EtcdServer> {
   const bin = requireBinary('etcd')
   const clientPort = await freePort()
   const peerPort = await freePort()
