@@ -12,8 +12,10 @@ import {RawRedis} from './raw-redis.js'
 
 export const INTERNAL_PREFIX = Buffer.from('__rstore:')
 
-export function isInternalKey(key: Buffer): boolean {
-  return key.length >= INTERNAL_PREFIX.length && key.subarray(0, INTERNAL_PREFIX.length).equals(INTERNAL_PREFIX)
+/** Whether the key buf[start, end) (the whole buffer by default) is one of rstore's own. */
+export function isInternalKey(buf: Buffer, start = 0, end = buf.length): boolean {
+  const n = INTERNAL_PREFIX.length
+  return end - start >= n && buf.compare(INTERNAL_PREFIX, 0, n, start, start + n) === 0
 }
 
 export class MigrateError extends RstoreError {
@@ -58,7 +60,6 @@ export async function sscanPage(r: Redis | RawRedis, setKey: string, cursor: str
     r instanceof RawRedis ? ((await r.call(['SSCAN', setKey, cursor, 'COUNT', String(count)])) as [Buffer, Buffer[]]) : await r.sscanBuffer(setKey, cursor, 'COUNT', count)
   return [next.toString(), members]
 }
-
 
 /** MEMORY USAGE of each key (null when the key does not exist): one script call per 1000 keys. */
 export async function keySizes(r: Redis, keys: Buffer[]): Promise<(number | null)[]> {

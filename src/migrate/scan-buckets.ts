@@ -4,7 +4,8 @@
  * and packing them afterwards cost the mover ~1 µs per key, the larger half of a million-key scan.
  */
 import {slotOfRange} from '../topology/slots.js'
-import {INTERNAL_PREFIX} from './redis-keys.js'
+import {readInt} from '../proxy/resp.js'
+import {isInternalKey} from './redis-keys.js'
 
 /** Keys per stored bucket row (a held slot's move starts after reading one). */
 export const BUCKET_ROW_KEYS = 1000
@@ -24,13 +25,13 @@ class MalformedScanReply extends Error {
   }
 }
 
-/** Reads the decimal after a type byte at pos; returns it and the position after its CRLF. */
+/** Reads the count or length after a type byte at pos; returns it and the position after its CRLF. */
 function header(buf: Buffer, pos: number, type: number): [number, number] {
   if (buf[pos] !== type) throw new MalformedScanReply(`expected '${String.fromCharCode(type)}' at byte ${pos}`)
   const end = buf.indexOf(CR, pos + 1)
   if (end < 0) throw new MalformedScanReply('cut short')
-  let n = 0
-  for (let i = pos + 1; i < end; i++) n = n * 10 + (buf[i]! - 48)
+  const n = readInt(buf, pos + 1, end)
+  if (!(n >= 0)) throw new MalformedScanReply(`bad number at byte ${pos + 1}`)
   return [n, end + 2]
 }
 
@@ -68,7 +69,7 @@ export class ScanBuckets {
       if (pos + len + 2 > raw.length) throw new MalformedScanReply('cut short')
       const start = pos
       pos += len + 2
-      if (len >= INTERNAL_PREFIX.length && raw.compare(INTERNAL_PREFIX, 0, INTERNAL_PREFIX.length, start, start + INTERNAL_PREFIX.length) === 0) continue
+      if (isInternalKey(raw, start, start + len)) continue
       const slot = slotOfRange(raw, start, start + len)
       if (this.wanted(slot)) this.push(slot, raw, start, len)
     }

@@ -33,7 +33,8 @@ const STAR = 42
 const DOLLAR = 36
 
 /** Reads a decimal integer between start and the CR at end. Returns NaN when malformed. */
-function readInt(buf: Buffer, start: number, end: number): number {
+/** The decimal integer in buf[start, end) (an optional '-', then digits); NaN when it is not one. */
+export function readInt(buf: Buffer, start: number, end: number): number {
   if (start >= end) return NaN
   let neg = false
   let i = start
