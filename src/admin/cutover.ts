@@ -5,7 +5,7 @@ import type {Op} from '../coord/types.js'
 import {ConflictError, NotFoundError, ValidationError} from '../errors.js'
 import {waitForProxies} from '../migrate/barrier.js'
 import {createJob, findJobs, openCheckpoints, updateJob, type Job, type JobState} from '../migrate/checkpoints.js'
-import {compareSnapshots} from '../migrate/verify.js'
+import {compareSnapshots} from '../backends/snapshot.js'
 import {isActive, validateCutovers, type Cutover, type CutoverStep} from '../topology/cutover.js'
 import {checkName, compileRules, unitStoreUrl, type CompiledRules, type DbUnit, type Rule, type RulesConfig, type Shard} from '../topology/rules.js'
 import {loadRulesConfig} from './rules-config.js'
@@ -39,6 +39,8 @@ export interface CutoverVerifyResult {
 }
 
 const ATTEMPTS = 8
+/** Re-reads of a suspected difference before it counts (see verifyCutover). */
+const RECHECK_ROUNDS = 12
 
 function cutoverKey(store: TopologyStore, name: string): string {
   return store.key('cutovers', name)
@@ -270,7 +272,10 @@ export async function verifyCutover(rules: CompiledRules, c: Cutover, opts: Cuto
     }
     const check = async (keys: Buffer[], g: string): Promise<{key: Buffer; reason: string; detail: string}[]> => {
       const src = oldStores.get(g)!
-      const [a, b] = await Promise.all([src.readKeys(keys), target.readKeys(keys)])
+      // Old side first, then the new one: the new side lags by at most the copy in flight, so a key
+      // being written still matches when its copy lands between the two reads.
+      const a = await src.readKeys(keys)
+      const b = await target.readKeys(keys)
       const out: {key: Buffer; reason: string; detail: string}[] = []
       keys.forEach((k, i) => {
         if (!a[i]) {
@@ -309,10 +314,13 @@ export async function verifyCutover(rules: CompiledRules, c: Cutover, opts: Cuto
         }
       }
     })
-    // later rounds re-read only the suspects: a key merely in flight (written, not yet copied) converges
+    // Later rounds re-read only the suspects: a key merely in flight (written, not yet copied) matches
+    // in some round. A key written without pause may be caught mid-copy several times running, so the
+    // rounds are many, short and jittered (not in step with a writer's period); a real difference
+    // costs about a second.
     let last: {key: Buffer; reason: string; detail: string}[] = []
-    for (let round = 0; round < 3 && suspects.size; round++) {
-      if (round) await new Promise((r) => setTimeout(r, 200))
+    for (let round = 0; round < RECHECK_ROUNDS && suspects.size; round++) {
+      if (round) await new Promise((r) => setTimeout(r, 20 + Math.random() * 80))
       last = []
       const next = new Map<string, {key: Buffer; group: string}>()
       for (const {key, group} of suspects.values()) {

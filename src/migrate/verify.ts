@@ -6,6 +6,7 @@
  * is not a difference. --repair copies the source's value over each remaining difference.
  */
 import {openStore, parseHostPort, parseStoreUrl, type KeySnapshot, type KeyStore, type StoreUrl} from '../backends/index.js'
+import {compareSnapshots, type DiffReason} from '../backends/snapshot.js'
 import {ValidationError} from '../errors.js'
 import {slotOf, SLOT_COUNT} from '../topology/slots.js'
 import {RateLimiter, showKey} from './backfill.js'
@@ -32,7 +33,6 @@ export interface VerifyOptions {
   maxKeys: number
 }
 
-export type DiffReason = 'missing' | 'type' | 'value' | 'ttl'
 
 export interface KeyDiff {
   key: string
@@ -71,44 +71,6 @@ function sideUrl(kind: string, text: string, flag: string): StoreUrl {
   return url
 }
 
-function sameValue(a: KeySnapshot, b: KeySnapshot): boolean {
-  const sortBuf = (xs: Buffer[]) => [...xs].sort(Buffer.compare)
-  switch (a.type) {
-    case 'string':
-      return a.value.equals(b.value as Buffer)
-    case 'list': {
-      const bv = b.value as Buffer[]
-      return a.value.length === bv.length && a.value.every((x, i) => x.equals(bv[i]))
-    }
-    case 'set': {
-      const [x, y] = [sortBuf(a.value), sortBuf(b.value as Buffer[])]
-      return x.length === y.length && x.every((v, i) => v.equals(y[i]))
-    }
-    case 'hash': {
-      const m = new Map(a.value.map(([f, v]) => [f.toString('latin1'), v]))
-      const bv = b.value as [Buffer, Buffer][]
-      return m.size === new Set(bv.map(([f]) => f.toString('latin1'))).size && bv.every(([f, v]) => m.get(f.toString('latin1'))?.equals(v))
-    }
-    case 'zset': {
-      const m = new Map(a.value.map(([k, s]) => [k.toString('latin1'), s]))
-      const bv = b.value as [Buffer, number][]
-      return m.size === bv.length && bv.every(([k, s]) => m.get(k.toString('latin1')) === s)
-    }
-  }
-}
-
-const describe = (s: KeySnapshot) => `${s.type}${s.type === 'string' ? `(${s.value.length} bytes)` : `(${s.value.length} items)`}`
-
-/** Compares one key; null when equal. */
-export function compareSnapshots(src: KeySnapshot, dst: KeySnapshot | null, ttlTolerance: number): {reason: DiffReason; detail: string} | null {
-  if (!dst) return {reason: 'missing', detail: `missing on target (source: ${describe(src)})`}
-  if (src.type !== dst.type) return {reason: 'type', detail: `type ${src.type} on source, ${dst.type} on target`}
-  if (!sameValue(src, dst)) return {reason: 'value', detail: `value differs: ${describe(src)} on source, ${describe(dst)} on target`}
-  const ttlOk = src.pttl === -1 ? dst.pttl === -1 : dst.pttl !== -1 && Math.abs(src.pttl - dst.pttl) <= ttlTolerance
-  if (!ttlOk) return {reason: 'ttl', detail: `ttl ${src.pttl} ms on source, ${dst.pttl} ms on target`}
-  return null
-}
-
 export async function verify(o: VerifyOptions): Promise<VerifyResult> {
   const su = sideUrl(o.from, o.source, 'source')
   const tu = sideUrl(o.to, o.target, 'target')
@@ -132,9 +94,12 @@ async function run(o: VerifyOptions, source: KeyStore, target: KeyStore): Promis
   let diffs = new Map<string, {key: Buffer; reason: DiffReason; detail: string; snap: KeySnapshot}>()
   let compared = 0
 
-  const check = async (keys: Buffer[]) => {
+  /** ordered: the source first, then the target (later rounds): a copy in flight lands before the target's read. */
+  const check = async (keys: Buffer[], ordered = false) => {
     await limiter.take(keys.length)
-    const [srcs, dsts] = await Promise.all([source.readKeys(keys, {dump}), target.readKeys(keys)])
+    const [srcs, dsts] = ordered
+      ? [await source.readKeys(keys, {dump}), await target.readKeys(keys)]
+      : await Promise.all([source.readKeys(keys, {dump}), target.readKeys(keys)])
     const out: {key: Buffer; reason: DiffReason; detail: string; snap: KeySnapshot}[] = []
     let n = 0
     keys.forEach((key, i) => {
@@ -174,7 +139,7 @@ async function run(o: VerifyOptions, source: KeyStore, target: KeyStore): Promis
     const keys = [...diffs.values()].map((d) => d.key)
     const next = new Map<string, {key: Buffer; reason: DiffReason; detail: string; snap: KeySnapshot}>()
     for (let i = 0; i < keys.length; i += o.batch) {
-      for (const d of (await check(keys.slice(i, i + o.batch))).out) next.set(d.key.toString('latin1'), d)
+      for (const d of (await check(keys.slice(i, i + o.batch), true)).out) next.set(d.key.toString('latin1'), d)
     }
     diffs = next
   }
