@@ -6,6 +6,7 @@ import {after, before, describe, test} from 'node:test'
 import {join} from 'node:path'
 import {openStore} from '../src/backends/index.js'
 import {formatReply} from '../src/backends/reply.js'
+import {compareSnapshots} from '../src/backends/snapshot.js'
 import {abortCutover, finishCutover, startCutover, switchCutover} from '../src/admin/cutover.js'
 import {addConfig} from '../src/admin/rules-config.js'
 import type {RstoreConfig} from '../src/config.js'
@@ -164,3 +165,39 @@ async function cutOverBoth(): Promise<void> {
   await applied(Math.max(fa.epoch, ab.epoch))
   await new Promise((r) => setTimeout(r, 300))
 }
+
+describe('double-write of hot keys', () => {
+  test('many clients writing the same keys through both executors leave both sides equal (redis -> postgres)', async () => {
+    await addConfig(store, 'rule', {name: 'h', regexp: 'h:.*', shardName: 's', example: 'h:1'})
+    const started = await startCutover(store, cfg, 'ch', 'h', 'gpg')
+    await applied(started.epoch)
+    const clients = 24
+    const perClient = 60
+    const errors: string[] = []
+    await Promise.all(
+      Array.from({length: clients}, async (_, c) => {
+        for (let i = 0; i < perClient; i++) {
+          const e = execs[(c + i) % 2]!
+          for (const [cmd, ...args] of [['HINCRBY', `h:hot:${i % 2}`, 'f', 1], ['RPUSH', 'h:list', `${c}.${i}`], ['INCR', 'h:n']] as const) {
+            const r = await run(e, cmd, ...args)
+            if (!r.startsWith(':')) errors.push(`${cmd}: ${r}`)
+          }
+        }
+      }),
+    )
+    assert.deepEqual(errors, [])
+    const target = await openStore(pg.url)
+    const source = await openStore(`redis://${redis.addr}`)
+    try {
+      assert.equal(await run(execs[0]!, 'GET', 'h:n'), `"${clients * perClient}"`)
+      for (const k of ['h:hot:0', 'h:hot:1', 'h:list', 'h:n']) {
+        const want = await source.readKey(Buffer.from(k))
+        assert.ok(want, `${k} on the old side`)
+        assert.equal(compareSnapshots(want, await target.readKey(Buffer.from(k)), 0), null, `${k} on postgres`)
+      }
+    } finally {
+      await Promise.all([target.close(), source.close()])
+    }
+    await abortCutover(store, cfg, 'ch')
+  })
+})

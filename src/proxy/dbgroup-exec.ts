@@ -3,6 +3,7 @@ import {array, encodeReply, error, integer, OK, type Reply} from '../backends/re
 import type {KeyStore} from '../backends/types.js'
 import {unitStoreUrl, type DbGroup, type DbUnit} from '../topology/rules.js'
 import {keyIndexes, type CommandSpec} from './commands.js'
+import {CutoverCopier, type CopySides} from './cutover-copier.js'
 import {encodeError} from './resp.js'
 import {RuleRouter, type RuleRoute} from './rule-route.js'
 import {flushDirtySessions, type ReplySlot, type Session} from './session.js'
@@ -46,6 +47,7 @@ export class DbGroupExecutor {
   private readonly cacheTtlMs: number
   private readonly closeGraceMs: number
   private closed = false
+  private readonly copier = new CutoverCopier()
 
   constructor(router: RuleRouter = RuleRouter.empty(), opts: DbGroupExecOptions = {}) {
     this.current = router
@@ -108,6 +110,7 @@ export class DbGroupExecutor {
    * runs the command and answers; after a write, each written key's resulting value is read from the
    * primary and copied to the other side (or deleted there), so a non-idempotent command (INCR,
    * HINCRBY, RPUSH, ...) can never make the sides diverge and a key not yet backfilled is copied whole.
+   * Concurrent copies of one key are ordered by CutoverCopier.
    */
   private async executeCutover(route: GroupRoute, write: boolean, argv: Buffer[], key: Buffer | undefined, keys: Buffer[]): Promise<Reply> {
     const c = route.cutover!
@@ -119,17 +122,13 @@ export class DbGroupExecutor {
     try {
       const src = primary.writeUnits()[0]
       if (!src) return reply
-      const from = await this.store(src)
-      const cache = secondary.group.cache ? await this.store(secondary.group.cache) : undefined
-      for (const k of keys) {
-        const snap = await from.readKey(k)
-        for (const u of secondary.writeUnits()) {
-          const to = await this.store(u)
-          if (snap) await to.writeKey(k, snap)
-          else await to.execute([Buffer.from('DEL'), k])
-        }
-        if (cache) await cache.execute([Buffer.from('DEL'), k])
-      }
+      const sides = async (): Promise<CopySides> => ({
+        from: await this.store(src),
+        to: await Promise.all(secondary.writeUnits().map((u) => this.store(u))),
+        cache: secondary.group.cache ? await this.store(secondary.group.cache) : undefined,
+      })
+      const direction = `${c.name}\0${primary.group.name}>${secondary.group.name}\0`
+      await Promise.all(keys.map((k) => this.copier.copy(direction + k.toString('latin1'), k, sides)))
     } catch (err) {
       return error(`ERR cutover ${c.name}: written to db group ${primary.group.name} but not copied to ${secondary.group.name}: ${oneLine((err as Error).message)}`)
     }
