@@ -1,4 +1,4 @@
-import {freePort, removeDir, requireBinary, startProcess, tempDir, waitFor, type Managed} from './process.js'
+import {freePort, onFreePort, removeDir, requireBinary, startProcess, tempDir, waitFor, type Managed} from './process.js'
 
 export interface EtcdServer {
   endpoint: string
@@ -13,19 +13,11 @@ export interface EtcdServer {
  * TTLs to 1.5 x election timeout), so lease tests stay fast.
  */
 export async function startEtcd(): Promise<EtcdServer> {
-  // A free port can be taken by a concurrent test before etcd binds it: try other ports.
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await startEtcdOnce()
-    } catch (err) {
-      if (attempt >= 3 || !/address already in use/i.test((err as Error).message)) throw err
-    }
-  }
+  return onFreePort((clientPort) => startEtcdOn(clientPort))
 }
 
-async function startEtcdOnce(): Promise<EtcdServer> {
+async function startEtcdOn(clientPort: number): Promise<EtcdServer> {
   const bin = requireBinary('etcd')
-  const clientPort = await freePort()
   const peerPort = await freePort()
   const dir = tempDir('etcd')
   const endpoint = `http://127.0.0.1:${clientPort}`

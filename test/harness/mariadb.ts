@@ -2,7 +2,7 @@ import {spawnSync} from 'node:child_process'
 import {mkdirSync} from 'node:fs'
 import {join} from 'node:path'
 import mysql from 'mysql2/promise'
-import {freePort, removeDir, requireBinary, startProcess, tempDir, waitFor, type Managed} from './process.js'
+import {onFreePort, removeDir, requireBinary, startProcess, tempDir, waitFor, type Managed} from './process.js'
 
 export interface MariaDbServer {
   host: string
@@ -24,9 +24,12 @@ export interface MariaDbServer {
  * database `rstore` and a user `rstore`/`rstore`. Durability is relaxed (tests and benchmarks only).
  */
 export async function startMariaDb(extraArgs: string[] = []): Promise<MariaDbServer> {
+  return onFreePort((port) => startMariaDbOn(port, extraArgs))
+}
+
+async function startMariaDbOn(port: number, extraArgs: string[]): Promise<MariaDbServer> {
   const bin = requireBinary('mariadbd', ['/usr/sbin/mariadbd', 'mysqld', '/usr/sbin/mysqld'])
   const install = requireBinary('mariadb-install-db', ['mysql_install_db'])
-  const port = await freePort()
   const dir = tempDir('mariadb')
   const data = join(dir, 'data')
   const socket = join(dir, 'mysqld.sock')
@@ -44,7 +47,10 @@ export async function startMariaDb(extraArgs: string[] = []): Promise<MariaDbSer
     if (proc.child.exitCode !== null) throw new Error(`mariadbd exited: ${proc.output()}`)
     root = await mysql.createConnection({socketPath: socket, user: 'root'})
     return true
-  }, 30000, 100).catch((e) => {
+  }, 30000, 100).catch(async (e) => {
+    await proc.stop('SIGKILL')
+    removeDir(dir)
+    // mariadbd says "Address already in use" when another server took the port first
     throw new Error(`${(e as Error).message}\n${proc.output()}`)
   })
   const sql = async (statement: string, params: unknown[] = []) => (await root!.query(statement, params))[0]

@@ -2,7 +2,7 @@ import {spawnSync} from 'node:child_process'
 import {chownSync, existsSync, mkdirSync} from 'node:fs'
 import {join} from 'node:path'
 import pg from 'pg'
-import {freePort, removeDir, requireBinary, startProcess, tempDir, waitFor, type Managed} from './process.js'
+import {onFreePort, removeDir, requireBinary, startProcess, tempDir, waitFor, type Managed} from './process.js'
 
 export interface PostgresServer {
   host: string
@@ -31,9 +31,12 @@ function pgBinary(name: string): string {
  * dir is owned by it. The unix socket lives in the temp dir. Durability is relaxed (tests only).
  */
 export async function startPostgres(extraArgs: string[] = []): Promise<PostgresServer> {
+  return onFreePort((port) => startPostgresOn(port, extraArgs))
+}
+
+async function startPostgresOn(port: number, extraArgs: string[]): Promise<PostgresServer> {
   const initdb = pgBinary('initdb')
   const postgres = pgBinary('postgres')
-  const port = await freePort()
   const dir = tempDir('postgres')
   const data = join(dir, 'data')
   mkdirSync(data)
@@ -59,7 +62,8 @@ export async function startPostgres(extraArgs: string[] = []): Promise<PostgresS
     ...extraArgs,
   ])
   const proc = startProcess(cmd, args, {cwd: dir})
-  const admin = () => new pg.Client({host: '127.0.0.1', port, user: 'postgres', database: 'postgres'})
+  // Over the unix socket in our own dir: on TCP another test's server could answer if it took the port.
+  const admin = () => new pg.Client({host: dir, port, user: 'postgres', database: 'postgres'})
   await waitFor(`postgres on port ${port}`, async () => {
     if (proc.child.exitCode !== null) throw new Error(`postgres exited: ${proc.output()}`)
     const c = admin()
@@ -70,7 +74,10 @@ export async function startPostgres(extraArgs: string[] = []): Promise<PostgresS
     } finally {
       await c.end().catch(() => {})
     }
-  }, 30000, 100).catch((e) => {
+  }, 30000, 100).catch(async (e) => {
+    await proc.stop('SIGKILL')
+    removeDir(dir)
+    // postgres says "Address already in use" when another server took the port first
     throw new Error(`${(e as Error).message}\n${proc.output()}`)
   })
   const c = admin()

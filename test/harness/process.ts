@@ -23,6 +23,20 @@ export async function freePort(): Promise<number> {
   })
 }
 
+/**
+ * Starts a server on a fresh free port, again on another one (3 tries) when the start fails with
+ * "address already in use": a concurrent test can take a port between freePort() and the bind.
+ */
+export async function onFreePort<T>(start: (port: number) => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await start(await freePort())
+    } catch (err) {
+      if (attempt >= 3 || !/address already in use/i.test((err as Error).message)) throw err
+    }
+  }
+}
+
 export function tempDir(prefix: string): string {
   return mkdtempSync(join(tmpdir(), `rstore-${prefix}-`))
 }

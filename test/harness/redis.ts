@@ -1,6 +1,6 @@
 import {mkdirSync} from 'node:fs'
 import {Redis} from 'ioredis'
-import {freePort, removeDir, requireBinary, startProcess, tempDir, waitFor, type Managed} from './process.js'
+import {onFreePort, removeDir, requireBinary, startProcess, tempDir, waitFor, type Managed} from './process.js'
 
 export interface RedisServer {
   host: string
@@ -18,14 +18,8 @@ export interface RedisServer {
  * opts.port / opts.dir restart a server where a stopped one was (same address, e.g. after a kill).
  */
 export async function startRedis(extraArgs: string[] = [], opts: {port?: number; dir?: string} = {}): Promise<RedisServer> {
-  // A free port can be taken by a concurrent test before redis-server binds it: try other ports.
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await startRedisOn(opts.port ?? (await freePort()), extraArgs, opts)
-    } catch (err) {
-      if (opts.port !== undefined || attempt >= 3 || !/address already in use/i.test((err as Error).message)) throw err
-    }
-  }
+  if (opts.port !== undefined) return startRedisOn(opts.port, extraArgs, opts)
+  return onFreePort((port) => startRedisOn(port, extraArgs, opts))
 }
 
 async function startRedisOn(port: number, extraArgs: string[], opts: {dir?: string}): Promise<RedisServer> {
