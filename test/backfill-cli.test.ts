@@ -16,7 +16,7 @@ import {createJob, openCheckpoints} from '../src/migrate/checkpoints.js'
 import {slotOf} from '../src/topology/slots.js'
 import {startMariaDb, type MariaDbServer} from './harness/mariadb.js'
 import {startPostgres, type PostgresServer} from './harness/postgres.js'
-import {removeDir, tempDir} from './harness/process.js'
+import {removeDir, startAll, tempDir} from './harness/process.js'
 import {type RedisServer} from './harness/redis.js'
 import {startRedis} from './harness/redis.js'
 
@@ -82,7 +82,7 @@ async function seed(r: Redis): Promise<void> {
 }
 
 before(async () => {
-  ;[src, dst, maria, postgres] = await Promise.all([startRedis(), startRedis(), startMariaDb(), startPostgres()])
+  ;[src, dst, maria, postgres] = await startAll([startRedis(), startRedis(), startMariaDb(), startPostgres()] as const)
   cpDir = tempDir('checkpoints')
   await seed(src.client())
 })

@@ -18,7 +18,7 @@ import {DbGroupExecutor} from '../src/proxy/dbgroup-exec.js'
 import {RuleRouter} from '../src/proxy/rule-route.js'
 import {startMariaDb, type MariaDbServer} from './harness/mariadb.js'
 import {startPostgres, type PostgresServer} from './harness/postgres.js'
-import {removeDir, tempDir} from './harness/process.js'
+import {removeDir, startAll, tempDir} from './harness/process.js'
 import {startRedis, type RedisServer} from './harness/redis.js'
 
 let redis: RedisServer
@@ -32,7 +32,7 @@ const execs: DbGroupExecutor[] = []
 const watches: {close(): Promise<void>}[] = []
 
 before(async () => {
-  ;[redis, my, pg] = await Promise.all([startRedis(), startMariaDb(), startPostgres()])
+  ;[redis, my, pg] = await startAll([startRedis(), startMariaDb(), startPostgres()] as const)
   dir = tempDir('cutsql')
   coord = await EmbeddedCoordinator.open(join(dir, 'meta.db'), {pollIntervalMs: 10})
   store = new TopologyStore(coord, 'cutsql')

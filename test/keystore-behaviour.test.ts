@@ -10,6 +10,7 @@ import {startMariaDb, type MariaDbServer} from './harness/mariadb.js'
 import {startPostgres, type PostgresServer} from './harness/postgres.js'
 import {type RedisServer} from './harness/redis.js'
 import {startRedis} from './harness/redis.js'
+import {startAll} from './harness/process.js'
 
 type Arg = string | Buffer
 /** A command, optionally with a reply normalization: unordered members, unordered pairs, or a TTL. */
@@ -22,7 +23,7 @@ let reference: KeyStore
 const stores: Record<string, KeyStore> = {}
 
 before(async () => {
-  ;[redis, maria, postgres] = await Promise.all([startRedis(), startMariaDb(), startPostgres()])
+  ;[redis, maria, postgres] = await startAll([startRedis(), startMariaDb(), startPostgres()] as const)
   reference = await openStore(`redis://127.0.0.1:${redis.port}/0`)
   stores.redis = await openStore(`redis://127.0.0.1:${redis.port}/1`)
   stores.mysql = await openStore(`${maria.url}?maxOpen=16`, {reapIntervalMs: 100})

@@ -10,6 +10,7 @@ import type {RulesConfig} from '../src/topology/rules.js'
 import {startMariaDb, type MariaDbServer} from './harness/mariadb.js'
 import {startPostgres, type PostgresServer} from './harness/postgres.js'
 import {startRedis, type RedisServer} from './harness/redis.js'
+import {startAll} from './harness/process.js'
 
 let my: MariaDbServer
 let pg: PostgresServer
@@ -18,7 +19,7 @@ let exec: DbGroupExecutor
 let my2: string
 
 before(async () => {
-  ;[my, pg, cache] = await Promise.all([startMariaDb(), startPostgres(), startRedis()])
+  ;[my, pg, cache] = await startAll([startMariaDb(), startPostgres(), startRedis()] as const)
   my2 = await my.createDatabase('second')
   const cfg = {
     dbunits: [

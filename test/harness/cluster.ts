@@ -25,7 +25,7 @@ import {openCoordinator, type Coordinator} from '../../src/coord/index.js'
 import {TopologyStore} from '../../src/coord/topology-store.js'
 import {slotOf, SLOT_COUNT} from '../../src/topology/slots.js'
 import {startEtcd, type EtcdServer} from './etcd.js'
-import {freePort, removeDir, startProcess, tempDir, waitFor, type Managed} from './process.js'
+import {freePort, removeDir, startProcess, tempDir, StopWaiting, waitFor, type Managed} from './process.js'
 import {startRedis, type RedisServer} from './redis.js'
 
 /** The built CLI entry point (this file runs from dist/test/harness/). */
@@ -190,7 +190,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
         )
         proc = started
         const up = await waitFor(`proxy ${id} listening`, () => {
-          if (started.child.exitCode !== null) throw new Error(`proxy ${id} exited with ${started.child.exitCode}:\n${started.output()}`)
+          if (started.child.exitCode !== null) throw new StopWaiting(`proxy ${id} exited with ${started.child.exitCode}:\n${started.output()}`)
           return (started.output().match(/listening on/g) ?? []).length >= workers
         }, 20000, 50).then(
           () => true,

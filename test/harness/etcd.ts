@@ -1,4 +1,4 @@
-import {freePort, onFreePort, removeDir, requireBinary, startProcess, tempDir, waitFor, type Managed} from './process.js'
+import {freePort, onFreePort, removeDir, requireBinary, startProcess, tempDir, StopWaiting, waitFor, type Managed} from './process.js'
 
 export interface EtcdServer {
   endpoint: string
@@ -34,7 +34,7 @@ async function startEtcdOn(clientPort: number): Promise<EtcdServer> {
   ], {env: {...process.env, ETCD_UNSUPPORTED_ARCH: process.arch === 'x64' ? '' : process.arch}})
   try {
     await waitFor(`etcd on ${endpoint}`, async () => {
-      if (proc.child.exitCode !== null) throw new Error(`etcd exited with code ${proc.child.exitCode}: ${proc.output()}`)
+      if (proc.child.exitCode !== null) throw new StopWaiting(`etcd exited with code ${proc.child.exitCode}: ${proc.output()}`)
       const res = await fetch(`${endpoint}/health`, {signal: AbortSignal.timeout(1000)})
       const body = (await res.json()) as {health?: string}
       return res.ok && body.health === 'true'

@@ -2,7 +2,7 @@ import {spawnSync} from 'node:child_process'
 import {mkdirSync} from 'node:fs'
 import {join} from 'node:path'
 import mysql from 'mysql2/promise'
-import {onFreePort, removeDir, requireBinary, startProcess, tempDir, waitFor, type Managed} from './process.js'
+import {onFreePort, removeDir, requireBinary, startProcess, tempDir, StopWaiting, waitFor, type Managed} from './process.js'
 
 export interface MariaDbServer {
   host: string
@@ -44,7 +44,7 @@ async function startMariaDbOn(port: number, extraArgs: string[]): Promise<MariaD
   ])
   let root: mysql.Connection | undefined
   await waitFor(`mariadbd on port ${port}`, async () => {
-    if (proc.child.exitCode !== null) throw new Error(`mariadbd exited: ${proc.output()}`)
+    if (proc.child.exitCode !== null) throw new StopWaiting(`mariadbd exited: ${proc.output()}`)
     root = await mysql.createConnection({socketPath: socket, user: 'root'})
     return true
   }, 30000, 100).catch(async (e) => {

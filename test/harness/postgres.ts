@@ -2,7 +2,7 @@ import {spawnSync} from 'node:child_process'
 import {chownSync, existsSync, mkdirSync} from 'node:fs'
 import {join} from 'node:path'
 import pg from 'pg'
-import {onFreePort, removeDir, requireBinary, startProcess, tempDir, waitFor, type Managed} from './process.js'
+import {onFreePort, removeDir, requireBinary, startProcess, tempDir, StopWaiting, waitFor, type Managed} from './process.js'
 
 export interface PostgresServer {
   host: string
@@ -65,7 +65,7 @@ async function startPostgresOn(port: number, extraArgs: string[]): Promise<Postg
   // Over the unix socket in our own dir: on TCP another test's server could answer if it took the port.
   const admin = () => new pg.Client({host: dir, port, user: 'postgres', database: 'postgres'})
   await waitFor(`postgres on port ${port}`, async () => {
-    if (proc.child.exitCode !== null) throw new Error(`postgres exited: ${proc.output()}`)
+    if (proc.child.exitCode !== null) throw new StopWaiting(`postgres exited: ${proc.output()}`)
     const c = admin()
     try {
       await c.connect()

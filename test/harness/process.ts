@@ -10,16 +10,39 @@ process.on('exit', () => {
   for (const c of children) if (c.exitCode === null) c.kill('SIGKILL')
 })
 
-/** A free TCP port on 127.0.0.1 (bind to 0, read the port, release it). */
+/**
+ * Ports for test servers come from below Linux's ephemeral range (32768-60999), where no bind(0) and
+ * no outgoing connection of any process lands, and each test process starts in its own block (by
+ * pid), so test files running side by side do not draw the same port. A port is never handed out
+ * twice by one process, and is checked free (bind, release) before it is.
+ */
+const PORT_BASE = 10_000
+const PORT_BLOCK = 40
+const PORT_BLOCKS = 560
+const handedOut = new Set<number>()
+let nextPort = 0
+
+/** A free TCP port on 127.0.0.1 for a server a test starts. */
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+  const span = PORT_BLOCK * PORT_BLOCKS
+  const start = (process.pid % PORT_BLOCKS) * PORT_BLOCK
+  while (nextPort < span) {
+    const port = PORT_BASE + ((start + nextPort++) % span)
+    if (handedOut.has(port)) continue
+    if (await canListen(port)) {
+      handedOut.add(port)
+      return port
+    }
+  }
+  throw new Error(`no free port left in ${PORT_BASE}-${PORT_BASE + span - 1}`)
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const srv = createServer()
     srv.unref()
-    srv.on('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as {port: number}).port
-      srv.close(() => resolve(port))
-    })
+    srv.once('error', () => resolve(false))
+    srv.listen({port, host: '127.0.0.1', exclusive: true}, () => srv.close(() => resolve(true)))
   })
 }
 
@@ -84,7 +107,24 @@ export function startProcess(cmd: string, args: string[], opts: {cwd?: string; e
   }
 }
 
-/** Polls check() until it returns true or the deadline passes. */
+/**
+ * Starts servers side by side; if one fails, the others are stopped before the error is thrown (a
+ * server left running would keep the test process alive after its tests failed).
+ */
+export async function startAll<T extends readonly Promise<{stop(): Promise<void>}>[]>(starts: T): Promise<{-readonly [K in keyof T]: Awaited<T[K]>}> {
+  const settled = await Promise.allSettled(starts)
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+  if (failed) {
+    await Promise.all(settled.map((r) => (r.status === 'fulfilled' ? r.value.stop().catch(() => {}) : undefined)))
+    throw failed.reason
+  }
+  return settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as {-readonly [K in keyof T]: Awaited<T[K]>}
+}
+
+/** Thrown by a waitFor check when waiting longer cannot help (the server process has exited). */
+export class StopWaiting extends Error {}
+
+/** Polls check() until it returns true or the deadline passes (or it throws StopWaiting). */
 export async function waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 15000, everyMs = 50): Promise<void> {
   const deadline = Date.now() + timeoutMs
   let lastErr: unknown
@@ -92,6 +132,7 @@ export async function waitFor(what: string, check: () => Promise<boolean> | bool
     try {
       if (await check()) return
     } catch (err) {
+      if (err instanceof StopWaiting) throw err
       lastErr = err
     }
     await new Promise((r) => setTimeout(r, everyMs))

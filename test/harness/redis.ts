@@ -1,6 +1,6 @@
 import {mkdirSync} from 'node:fs'
 import {Redis} from 'ioredis'
-import {onFreePort, removeDir, requireBinary, startProcess, tempDir, waitFor, type Managed} from './process.js'
+import {onFreePort, removeDir, requireBinary, startProcess, tempDir, StopWaiting, waitFor, type Managed} from './process.js'
 
 export interface RedisServer {
   host: string
@@ -41,7 +41,7 @@ async function startRedisOn(port: number, extraArgs: string[], opts: {dir?: stri
   // never reconnects (retryStrategy null), so one probe made too early would fail every attempt.
   try {
     await waitFor(`redis-server on port ${port}`, async () => {
-      if (proc.child.exitCode !== null) throw new Error(`redis-server exited: ${proc.output()}`)
+      if (proc.child.exitCode !== null) throw new StopWaiting(`redis-server exited: ${proc.output()}`)
       // A time limit: whatever else may hold the port need not answer.
       const probe = new Redis({host: '127.0.0.1', port, lazyConnect: false, maxRetriesPerRequest: 1, retryStrategy: () => null, commandTimeout: 1000})
       probe.on('error', () => {})
