@@ -6,6 +6,7 @@ import {openStore} from '../src/backends/index.js'
 import type {KeySnapshot, KeyStore} from '../src/backends/types.js'
 import {CutoverCopier, type CopySides} from '../src/proxy/cutover-copier.js'
 import {startRedis, type RedisServer} from './harness/redis.js'
+import {startAll} from './harness/process.js'
 
 let primaryServer: RedisServer
 let secondaryServer: RedisServer
@@ -13,7 +14,7 @@ let primary: KeyStore
 let secondary: KeyStore
 
 before(async () => {
-  ;[primaryServer, secondaryServer] = await Promise.all([startRedis(), startRedis()])
+  ;[primaryServer, secondaryServer] = await startAll([startRedis(), startRedis()] as const)
   primary = await openStore(`redis://${primaryServer.addr}`)
   secondary = await openStore(`redis://${secondaryServer.addr}`)
 })
@@ -43,6 +44,8 @@ function gatedSecondary(gate?: Promise<void>): {store: KeyStore; writes: () => n
   return {store, writes: () => writes, written}
 }
 
+const TAG = {cutover: 'c', step: 'double-write'}
+
 /** A caller's copy resolves before the round's closing check of the primary: wait for that too. */
 async function settled(copier: CutoverCopier): Promise<void> {
   const t0 = Date.now()
@@ -60,11 +63,11 @@ describe('CutoverCopier', () => {
     const proxyA = new CutoverCopier()
     const proxyB = new CutoverCopier()
     // A reads f=1 and its write to the secondary is held back
-    const copyA = proxyA.copy('c\0race:h', key, async (): Promise<CopySides> => ({from: primary, to: [slow.store]}))
+    const copyA = proxyA.copy('c\0race:h', TAG, key, async (): Promise<CopySides> => ({from: primary, to: [slow.store]}))
     await slow.written
     // meanwhile another proxy applies f=2 and copies it first
     await primary.execute(['HINCRBY', 'race:h', 'f', '1'].map((x) => Buffer.from(x)))
-    await proxyB.copy('c\0race:h', key, async () => ({from: primary, to: [secondary]}))
+    await proxyB.copy('c\0race:h', TAG, key, async () => ({from: primary, to: [secondary]}))
     assert.equal(await hget(secondary, 'race:h'), 'f=2')
     // A's older value lands now; its check sees the primary changed and copies again
     open()
@@ -82,7 +85,7 @@ describe('CutoverCopier', () => {
     const writers = Array.from({length: 20}, async (_, w) => {
       for (let i = 0; i < 25; i++) {
         await primary.execute(['HINCRBY', 'hot:h', `w${w}`, '1'].map((x) => Buffer.from(x)))
-        await copier.copy('c\0hot:h', key, sides)
+        await copier.copy('c\0hot:h', TAG, key, sides)
         // this writer's own increments are on the secondary once its copy resolves
         const snap = await secondary.readKey(key)
         const mine = snap?.type === 'hash' ? Number(snap.value.find(([f]) => f.toString() === `w${w}`)?.[1]) : 0
@@ -99,13 +102,13 @@ describe('CutoverCopier', () => {
     const key = Buffer.from('gone:s')
     const copier = new CutoverCopier()
     await secondary.execute(['SET', 'gone:s', 'old'].map((x) => Buffer.from(x)))
-    await copier.copy('c\0gone:s', key, async () => ({from: primary, to: [secondary]}))
+    await copier.copy('c\0gone:s', TAG, key, async () => ({from: primary, to: [secondary]}))
     assert.equal(await secondary.readKey(key), null)
     const broken = Object.create(secondary) as KeyStore
     broken.execute = async () => {
       throw new Error('connection refused')
     }
-    await assert.rejects(copier.copy('c\0gone:s', key, async () => ({from: primary, to: [broken]})), /connection refused/)
+    await assert.rejects(copier.copy('c\0gone:s', TAG, key, async () => ({from: primary, to: [broken]})), /connection refused/)
     await settled(copier)
   })
 })

@@ -13,6 +13,7 @@ import {startCluster, type Cluster} from './harness/cluster.js'
 import {startMariaDb, type MariaDbServer} from './harness/mariadb.js'
 import {startPostgres, type PostgresServer} from './harness/postgres.js'
 import {startRedis, type RedisServer} from './harness/redis.js'
+import {startAll} from './harness/process.js'
 
 let c: Cluster
 let rr: RedisServer
@@ -23,7 +24,7 @@ let mySql: KeyStore
 let pgSql: KeyStore
 
 before(async () => {
-  ;[c, rr, my, pg] = await Promise.all([startCluster({groups: 1, proxies: 2, slots: 'group1'}), startRedis(), startMariaDb(), startPostgres()])
+  ;[c, rr, my, pg] = await startAll([startCluster({groups: 1, proxies: 2, slots: 'group1'}), startRedis(), startMariaDb(), startPostgres()] as const)
   direct = rr.client()
 })
 const T0 = Date.now()
@@ -70,6 +71,30 @@ class Writer {
   }
   async loop(): Promise<void> {
     while (!this.stopped && this.errors.length < 20) await this.step()
+  }
+}
+
+/**
+ * Many clients on the same few counters through both proxies: every INCR that was answered must be in
+ * the final value, so an update lost while the proxies change sides (switch, abort) shows.
+ */
+class SharedCounters {
+  readonly counted = new Map<string, number>()
+  errors: string[] = []
+  stopped = false
+  constructor(readonly keys: string[]) {
+    for (const k of keys) this.counted.set(k, 0)
+  }
+  async client(r: Redis, seed: number): Promise<void> {
+    for (let i = seed; !this.stopped && this.errors.length < 20; i++) {
+      const k = this.keys[i % this.keys.length]!
+      try {
+        await r.incr(k)
+        this.counted.set(k, this.counted.get(k)! + 1)
+      } catch (err) {
+        this.errors.push(`INCR ${k}: ${(err as Error).message}`)
+      }
+    }
   }
 }
 
@@ -136,7 +161,8 @@ describe('cutover through two real proxies', () => {
       assert.equal(await p0.set(`a:${i}:cold`, `c${i}`), 'OK')
       assert.equal(await p1.set(`b:cold:${i}`, `c${i}`), 'OK')
     }
-    const loops = writers.map((w) => w.loop())
+    const shared = new SharedCounters(['a:7:ctr', 'a:8:ctr', 'b:ctr:1', 'b:ctr:2'])
+    const loops = [...writers.map((w) => w.loop()), ...Array.from({length: 8}, (_, i) => shared.client(c.proxies[i % 2]!.client(), i))]
     const cut = async (...args: string[]) => (log(args.join(' ')), JSON.parse)(await c.cliOk(['cutover', ...args, '--json'], {timeoutMs: 60_000}))
     try {
       await Promise.all([cut('start', 'ca', '--rule', 'a', '--to', 'gmy'), cut('start', 'cb', '--rule', 'b', '--to', 'gpg')])
@@ -184,10 +210,19 @@ describe('cutover through two real proxies', () => {
       assert.deepEqual(await Promise.all(writers.filter((w) => w.prefix.startsWith('a:')).map((w) => direct.get(`${w.prefix}:n`))), frozen)
     } finally {
       for (const w of writers) w.stopped = true
+      shared.stopped = true
       await Promise.all(loops)
     }
 
     assert.deepEqual(writers.flatMap((w) => w.errors), [])
+    assert.deepEqual(shared.errors, [])
+    for (const [k, n] of shared.counted) {
+      assert.ok(n > 50, `${k}: only ${n} increments`)
+      for (const p of [p0, p1]) assert.equal(await p.get(k), String(n), `${k}: every answered INCR counted`)
+      // and in the store that serves it now: MariaDB for a, Redis for b
+      if (k.startsWith('a:')) assert.equal(await sqlGet(mySql, 'GET', k), `"${n}"`)
+      else assert.equal(await direct.get(k), String(n))
+    }
     assert.ok(writers.every((w) => w.n > 10), `writes per writer: ${writers.map((w) => w.n)}`)
     for (const w of writers) {
       const sql = w.prefix.startsWith('a:')

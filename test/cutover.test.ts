@@ -13,7 +13,7 @@ import {ConflictError} from '../src/errors.js'
 import {lookupCommand} from '../src/proxy/commands.js'
 import {DbGroupExecutor} from '../src/proxy/dbgroup-exec.js'
 import {RuleRouter} from '../src/proxy/rule-route.js'
-import {removeDir, tempDir} from './harness/process.js'
+import {removeDir, startAll, tempDir} from './harness/process.js'
 import {startRedis, type RedisServer} from './harness/redis.js'
 
 let oldR: RedisServer
@@ -26,7 +26,7 @@ let exec: DbGroupExecutor
 let closeWatch: () => Promise<void>
 
 before(async () => {
-  ;[oldR, newR] = await Promise.all([startRedis(), startRedis()])
+  ;[oldR, newR] = await startAll([startRedis(), startRedis()] as const)
   dir = tempDir('cutover')
   coord = await EmbeddedCoordinator.open(join(dir, 'meta.db'), {pollIntervalMs: 10})
   store = new TopologyStore(coord, 'cut')
@@ -127,7 +127,9 @@ describe('cutover', () => {
     const status = await cutoverStatus(store, cfg, 'x')
     assert.equal(status.cutover.step, 'aborted')
     assert.equal(status.job?.state, 'cancelled')
-    assert.deepEqual(status.cutover.history.map((h) => h.step), ['double-write', 'switched', 'double-write', 'aborted']) // abort from switched moves reads back first
+    // abort from switched holds the writes first (a hold, not a step of its own)
+    assert.deepEqual(status.cutover.history.map((h) => h.step), ['double-write', 'switched', 'aborted'])
+    assert.equal(status.cutover.hold, undefined)
 
     // again, to the end
     const st2 = await startCutover(store, cfg, 'x', 'c', 'gnew')
@@ -146,5 +148,45 @@ describe('cutover', () => {
     const s2 = await cutoverStatus(store, cfg, 'x')
     assert.equal(s2.cutover.step, 'finished')
     assert.equal(s2.job?.state, 'done')
+  })
+
+  test('while a cutover is held a write waits and then runs on the side that answers next; reads go on', async () => {
+    // rule c is on gnew now (cutover x finished): cut it over back to gold
+    const st = await startCutover(store, cfg, 'y', 'c', 'gold')
+    await applied(st.epoch)
+    assert.equal(await run('SET', 'c:held', '1'), '+OK')
+    // the hold a switch sets before the answering side changes (as if the switch stopped there)
+    const y = (await loadRulesConfig(store)).cutovers.find((c) => c.name === 'y')!
+    const heldEpoch = await store.update(() => ({}), [], [{type: 'put', key: store.key('cutovers', 'y'), value: JSON.stringify({...y, hold: true})}])
+    await applied(heldEpoch)
+    assert.match((await cutoverStatus(store, cfg, 'y')).cutover.hold ? 'held' : '', /held/)
+    let answered = false
+    const write = run('INCR', 'c:held').finally(() => (answered = true))
+    assert.equal(await run('GET', 'c:held'), '"1"')
+    const impatient = new DbGroupExecutor(exec.router, {parkMaxMs: 100})
+    try {
+      const route = impatient.router.route(Buffer.from('c:held'))
+      assert.ok(route.kind === 'dbgroup')
+      const reply = await impatient.execute(route, true, ['INCR', 'c:held'].map((x) => Buffer.from(x)), Buffer.from('c:held'))
+      assert.match(formatReply(reply), /cutover y is changing the side that answers and did not finish within 100 ms/)
+    } finally {
+      await impatient.close()
+    }
+    await new Promise((r) => setTimeout(r, 200))
+    assert.equal(answered, false, 'the write waits while the cutover is held')
+    // switch finds the hold already set: straight to switched (no verify), and the write runs on gold first
+    const sw = await switchCutover(store, cfg, 'y')
+    assert.equal(sw.verify, undefined)
+    assert.equal(sw.cutover.step, 'switched')
+    assert.equal(sw.cutover.hold, undefined)
+    assert.equal(await write, ':2')
+    const [o, n] = [oldR.client(), newR.client()]
+    assert.equal(await o.get('c:held'), '2')
+    assert.equal(await n.get('c:held'), '2')
+    const ab = await abortCutover(store, cfg, 'y')
+    await applied(ab.epoch)
+    assert.equal(await run('INCR', 'c:held'), ':3')
+    assert.equal(await n.get('c:held'), '3')
+    assert.equal(await o.get('c:held'), '2')
   })
 })

@@ -143,19 +143,13 @@ export async function startCutover(store: TopologyStore, cfg: RstoreConfig, name
 
 export async function switchCutover(store: TopologyStore, cfg: RstoreConfig, name: string, opts: CutoverOptions & {force?: boolean} = {}): Promise<CutoverResult> {
   let verify: CutoverVerifyResult | undefined
-  const res = await step(
-    store,
-    cfg,
-    name,
-    opts,
-    ({current}) => {
-      const c = requireStep(name, current, ['double-write', 'switched'])
-      if (c.step === 'switched') return {cutover: c}
-      return {cutover: withStep(c, 'switched')}
-    },
-    async ({rules, current}) => {
-      const c = requireStep(name, current, ['double-write', 'switched'])
-      if (c.step === 'switched' || opts.force) return
+  const {cutovers} = await loadRulesConfig(store)
+  const now = cutovers.find((c) => c.name === name)
+  if (now?.step === 'double-write' && !now.hold) {
+    // Verify, then hold the writes everywhere before the new side starts answering.
+    await holdWrites(store, cfg, name, opts, 'double-write', async ({rules, current}) => {
+      const c = requireStep(name, current, ['double-write'])
+      if (opts.force) return
       verify = await verifyCutover(rules, c, opts)
       if (verify.different > 0) {
         const f = verify.first[0]!
@@ -164,9 +158,36 @@ export async function switchCutover(store: TopologyStore, cfg: RstoreConfig, nam
             `run 'rstore backfill' (or verify --repair) and switch again, or switch --force`,
         )
       }
-    },
-  )
+    })
+  }
+  const res = await step(store, cfg, name, opts, ({current}) => {
+    const c = requireStep(name, current, ['double-write', 'switched'])
+    if (c.step === 'switched') return {cutover: released(c)}
+    return {cutover: withStep(released(c), 'switched')}
+  })
   return {...res, verify}
+}
+
+/**
+ * Sets the cutover's hold (its step unchanged) and waits until every proxy has applied it: from then
+ * on no proxy writes the key space, and every copy of the step has landed, so the side that answers
+ * can change without two proxies writing a key on different sides first.
+ */
+async function holdWrites(
+  store: TopologyStore,
+  cfg: RstoreConfig,
+  name: string,
+  opts: CutoverOptions,
+  at: CutoverStep,
+  before?: (ctx: {rules: CompiledRules; current?: Cutover}) => Promise<void>,
+): Promise<void> {
+  await step(store, cfg, name, opts, ({current}) => ({cutover: {...requireStep(name, current, [at]), hold: true}}), before)
+}
+
+/** The cutover without its hold. */
+function released(c: Cutover): Cutover {
+  const {hold: _hold, ...rest} = c
+  return rest
 }
 
 export async function finishCutover(store: TopologyStore, cfg: RstoreConfig, name: string, opts: CutoverOptions = {}): Promise<CutoverResult> {
@@ -196,17 +217,13 @@ export async function finishCutover(store: TopologyStore, cfg: RstoreConfig, nam
 }
 
 export async function abortCutover(store: TopologyStore, cfg: RstoreConfig, name: string, opts: CutoverOptions = {}): Promise<CutoverResult> {
-  // From 'switched', reads first move back to the old place (still double-written) and every proxy
-  // applies that before the new side stops receiving writes: going straight to 'aborted' would let a
-  // proxy still at 'switched' read and update the new side after another proxy stopped writing it.
+  // From 'switched', the writes are held everywhere first (and the copies to the old place land):
+  // going straight to 'aborted' would let a proxy still at 'switched' update the new side first after
+  // another proxy had gone back to writing the old place only.
   const {cutovers} = await loadRulesConfig(store)
-  if (cutovers.find((c) => c.name === name)?.step === 'switched') {
-    await step(store, cfg, name, opts, ({current}) => {
-      const c = requireStep(name, current, ['double-write', 'switched'])
-      return {cutover: c.step === 'switched' ? withStep(c, 'double-write') : c}
-    })
-  }
-  return step(store, cfg, name, opts, ({current}) => ({cutover: withStep(requireStep(name, current, ['double-write', 'switched']), 'aborted')}))
+  const now = cutovers.find((c) => c.name === name)
+  if (now?.step === 'switched' && !now.hold) await holdWrites(store, cfg, name, opts, 'switched')
+  return step(store, cfg, name, opts, ({current}) => ({cutover: withStep(released(requireStep(name, current, ['double-write', 'switched'])), 'aborted')}))
 }
 
 export async function cutoverStatus(store: TopologyStore, cfg: RstoreConfig, name: string): Promise<{cutover: Cutover; epoch: number; proxiesBehind: string[]; job?: Job<Cutover>}> {

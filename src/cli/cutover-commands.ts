@@ -9,9 +9,9 @@ const barrierFlag = Flags.integer({description: 'seconds to wait for every proxy
 
 const DESCRIPTIONS = {
   start: 'Start a double-write cutover of a rule\'s key space to a db group: writes go to the old place (still the read source) and each written key\'s resulting value is copied to the new group. Then run rstore backfill.',
-  switch: 'Move reads to the new db group, after verifying that both sides hold the same keys (or --force). Writes keep going to both sides.',
+  switch: 'Move reads to the new db group, after verifying that both sides hold the same keys (or --force). Writes keep going to both sides. While the proxies change sides the key space\'s writes wait (two barriers, typically milliseconds).',
   finish: 'Stop writing the old place: the rule now routes to the new db group only.',
-  abort: 'Return to the old place, from any step, with nothing lost (the old side kept receiving every write).',
+  abort: 'Return to the old place, from any step, with nothing lost (the old side kept receiving every write). After switch the key space\'s writes wait while the proxies change sides.',
 } as const
 
 function text(action: string, res: CutoverResult): string {
@@ -67,7 +67,7 @@ export class CutoverStatusCommand extends RstoreCommand<typeof CutoverStatusComm
         ['rule', c.rule],
         ['to', c.to],
         ['from shard', c.fromShard],
-        ['step', c.step],
+        ['step', c.hold ? `${c.step}, writes held (a switch or an abort stopped midway: run it again)` : c.step],
         ['history', c.history.map((h) => `${h.step}@epoch ${h.epoch} (${new Date(h.at).toISOString()})`).join(', ')],
         ['proxies behind', res.proxiesBehind.join(', ') || 'none'],
         ['checkpoint job', res.job ? `${res.job.id} (${res.job.state})` : undefined],

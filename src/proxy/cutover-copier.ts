@@ -9,15 +9,27 @@ export interface CopySides {
   cache?: KeyStore
 }
 
+/** The cutover step a copy was asked under: its direction is only valid while that step holds. */
+export interface CopyTag {
+  cutover: string
+  step: string
+}
+
 interface KeyCopy {
   key: Buffer
+  tag: CopyTag
   sides: () => Promise<CopySides>
   /** Writes made since the running round read the primary: they wait for the next round. */
   waiting: {resolve: () => void; reject: (err: Error) => void}[]
+  /** Its step is over (or held): finish the closing checks, then stop. */
+  retiring: boolean
+  done: Promise<void>
 }
 
 /** TTLs read a moment apart from the same store differ by the time between the reads. */
 const TTL_SLACK_MS = 1000
+/** Closing rounds a retiring copy may still run while other proxies keep writing the old way. */
+const RETIRE_ROUNDS = 50
 
 /**
  * Copies the value of keys written during a cutover from the primary side to the secondary one, so a
@@ -33,11 +45,14 @@ const TTL_SLACK_MS = 1000
 export class CutoverCopier {
   private readonly running = new Map<string, KeyCopy>()
 
+  /** isCurrent: whether copies asked under a tag may still go on (its cutover is still at that step, not held). */
+  constructor(private readonly isCurrent: (tag: CopyTag) => boolean = () => true) {}
+
   /**
    * Resolves once a round that read the primary after this call has written the secondary side.
-   * id names the key within its cutover and direction; sides() opens the stores (per round).
+   * id names the key within its cutover, step and direction; sides() opens the stores (per round).
    */
-  copy(id: string, key: Buffer, sides: () => Promise<CopySides>): Promise<void> {
+  copy(id: string, tag: CopyTag, key: Buffer, sides: () => Promise<CopySides>): Promise<void> {
     return new Promise((resolve, reject) => {
       const run = this.running.get(id)
       if (run) {
@@ -45,10 +60,25 @@ export class CutoverCopier {
         run.waiting.push({resolve, reject})
         return
       }
-      const fresh: KeyCopy = {key, sides, waiting: [{resolve, reject}]}
+      let finished!: () => void
+      const fresh: KeyCopy = {key, tag, sides, waiting: [{resolve, reject}], retiring: !this.isCurrent(tag), done: new Promise((r) => (finished = r))}
       this.running.set(id, fresh)
-      void this.drive(id, fresh)
+      void this.drive(id, fresh).finally(finished)
     })
+  }
+
+  /** After a configuration change: copies whose step is over finish their closing checks and stop. */
+  retire(): void {
+    for (const run of this.running.values()) if (!this.isCurrent(run.tag)) run.retiring = true
+  }
+
+  /**
+   * Resolves when every retiring copy has stopped. The proxy waits for this (after the requests in
+   * flight) before it acknowledges a configuration: a copy in the old direction must not land after
+   * another proxy has started writing the new side first.
+   */
+  async settled(): Promise<void> {
+    await Promise.all([...this.running.values()].filter((r) => r.retiring).map((r) => r.done))
   }
 
   /** Keys with a copy in progress (tests). */
@@ -58,6 +88,7 @@ export class CutoverCopier {
 
   private async drive(id: string, run: KeyCopy): Promise<void> {
     let round = run.waiting
+    let closingRounds = 0
     try {
       for (;;) {
         round = run.waiting
@@ -72,6 +103,7 @@ export class CutoverCopier {
         // behind ours without its own round seeing the change.
         const now = await sides.from.readKey(run.key)
         if (!run.waiting.length && sameSnapshot(snap, now, TTL_SLACK_MS)) break
+        if (run.retiring && !run.waiting.length && ++closingRounds > RETIRE_ROUNDS) break
       }
     } catch (err) {
       for (const w of [...round, ...run.waiting]) w.reject(err as Error)

@@ -17,6 +17,8 @@ export interface DbGroupExecOptions {
   cacheTtlMs?: number
   /** How long a store of a removed or changed unit stays open for requests in flight (ms; default 5 s). */
   closeGraceMs?: number
+  /** Longest time a write waits while its cutover is held (ms; default 30 s, the proxies' slot parking). */
+  parkMaxMs?: number
 }
 
 /** Read commands that must not be answered from the cache (the cache's TTL is capped, not the real one). */
@@ -47,13 +49,22 @@ export class DbGroupExecutor {
   private readonly cacheTtlMs: number
   private readonly closeGraceMs: number
   private closed = false
-  private readonly copier = new CutoverCopier()
+  private readonly parkMaxMs: number
+  /** Requests running on the stores (not parked): the proxy drains them before acknowledging an epoch. */
+  private readonly inFlight = new Set<Promise<unknown>>()
+  /** Writes parked by a cutover's hold: woken by the next configuration. */
+  private parked: (() => void)[] = []
+  private readonly copier = new CutoverCopier((tag) => {
+    const c = this.current.activeCutover(tag.cutover)
+    return !!c && c.step === tag.step && !c.hold
+  })
 
   constructor(router: RuleRouter = RuleRouter.empty(), opts: DbGroupExecOptions = {}) {
     this.current = router
     this.opener = opts.openStore ?? ((u) => openStore(unitStoreUrl(u)))
     this.cacheTtlMs = opts.cacheTtlMs ?? 60_000
     this.closeGraceMs = opts.closeGraceMs ?? 5_000
+    this.parkMaxMs = opts.parkMaxMs ?? 30_000
   }
 
   get router(): RuleRouter {
@@ -63,6 +74,8 @@ export class DbGroupExecutor {
   /** Switches to a new configuration; stores of removed or changed units close after a grace period. */
   setRouter(router: RuleRouter): void {
     this.current = router
+    this.copier.retire()
+    this.wakeParked()
     for (const [name, entry] of this.stores) {
       const u = router.rules.units.get(name)
       if (u && u.enable && unitSig(u) === entry.sig) continue
@@ -72,8 +85,39 @@ export class DbGroupExecutor {
     }
   }
 
+  /**
+   * Resolves when every request that was running on the stores when called has been answered, and
+   * every copy of a cutover step that is over has stopped (DESIGN.md rule 4's drain, for db groups).
+   */
+  async drain(): Promise<void> {
+    await Promise.allSettled([...this.inFlight])
+    await this.copier.settled()
+  }
+
+  private wakeParked(): void {
+    const woken = this.parked
+    this.parked = []
+    for (const wake of woken) wake()
+  }
+
+  /** Waits for the next configuration; false after ms. */
+  private nextRouter(ms: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        this.parked = this.parked.filter((w) => w !== wake)
+        resolve(false)
+      }, Math.max(0, ms))
+      const wake = () => {
+        clearTimeout(t)
+        resolve(true)
+      }
+      this.parked.push(wake)
+    })
+  }
+
   async close(): Promise<void> {
     this.closed = true
+    this.wakeParked()
     const all = [...this.stores.values()]
     this.stores.clear()
     await Promise.all(all.map((e) => e.store.then((s) => s.close()).catch(() => {})))
@@ -101,8 +145,24 @@ export class DbGroupExecutor {
    * the command writes (for a cutover's copy; default [key]).
    */
   async execute(route: GroupRoute, write: boolean, argv: Buffer[], key?: Buffer, keys?: Buffer[]): Promise<Reply> {
-    if (route.cutover) return this.executeCutover(route, write, argv, key, keys ?? (key ? [key] : []))
-    return this.executeOn(route, write, argv, key)
+    // A held cutover: the write waits for the configuration after the hold, and is routed by it.
+    const first = keys?.[0] ?? key
+    const deadline = Date.now() + this.parkMaxMs
+    while (write && route.cutover?.hold && first) {
+      const held = route.cutover
+      if (this.closed) return error('ERR the proxy is shutting down')
+      if (!(await this.nextRouter(deadline - Date.now()))) return error(`ERR cutover ${held.name} is changing the side that answers and did not finish within ${this.parkMaxMs} ms; try again`)
+      const next = this.current.route(first)
+      if (next.kind !== 'dbgroup') return error(`ERR cutover ${held.name}: the key no longer routes to a db group after the configuration changed; try again`)
+      route = next
+    }
+    const run = route.cutover ? this.executeCutover(route, write, argv, key, keys ?? (key ? [key] : [])) : this.executeOn(route, write, argv, key)
+    this.inFlight.add(run)
+    try {
+      return await run
+    } finally {
+      this.inFlight.delete(run)
+    }
   }
 
   /**
@@ -127,8 +187,9 @@ export class DbGroupExecutor {
         to: await Promise.all(secondary.writeUnits().map((u) => this.store(u))),
         cache: secondary.group.cache ? await this.store(secondary.group.cache) : undefined,
       })
-      const direction = `${c.name}\0${primary.group.name}>${secondary.group.name}\0`
-      await Promise.all(keys.map((k) => this.copier.copy(direction + k.toString('latin1'), k, sides)))
+      const tag = {cutover: c.name, step: c.step}
+      const direction = `${c.name}\0${c.step}\0${primary.group.name}>${secondary.group.name}\0`
+      await Promise.all(keys.map((k) => this.copier.copy(direction + k.toString('latin1'), tag, k, sides)))
     } catch (err) {
       return error(`ERR cutover ${c.name}: written to db group ${primary.group.name} but not copied to ${secondary.group.name}: ${oneLine((err as Error).message)}`)
     }

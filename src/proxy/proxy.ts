@@ -270,7 +270,7 @@ export class Proxy implements SessionHost, LocalHost {
           unpark(this.ctx, PARK_MAX_MS)
           flushDirtySessions()
           this.pool.retain(new Set(table.masters.concat(this.migratingSources(table))))
-          await this.pool.drainAll()
+          await Promise.all([this.pool.drainAll(), this.ctx.rules.drain()])
           await this.publish()
         } catch (err) {
           this.log(`topology load failed: ${(err as Error).message}`)

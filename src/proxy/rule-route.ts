@@ -23,6 +23,8 @@ export type RuleRoute =
 export interface CutoverRoute {
   name: string
   step: CutoverStep
+  /** Writes wait for the next configuration (the answering side is changing). */
+  hold: boolean
   to: DbGroup
   toReadUnit(): string | undefined
   toWriteUnits(): string[]
@@ -81,6 +83,12 @@ export class RuleRouter {
     return this.rules.requiresRules
   }
 
+  /** An active cutover by name (undefined once finished or aborted). */
+  activeCutover(name: string): Cutover | undefined {
+    for (const c of this.cutovers.values()) if (c.name === name) return c
+    return undefined
+  }
+
   route(key: Buffer): RuleRoute {
     if (!this.rules.requiresRules) return {kind: 'slot'}
     let path: RoutePath | undefined
@@ -103,7 +111,7 @@ export class RuleRouter {
     const c = this.cutovers.get(path.rule)
     if (c && c.to !== group.name) {
       const to = rules.groups.get(c.to)!
-      res.cutover = {name: c.name, step: c.step, to, toReadUnit: () => rules.readUnit(to.name), toWriteUnits: () => rules.writeUnits(to.name)}
+      res.cutover = {name: c.name, step: c.step, hold: c.hold === true, to, toReadUnit: () => rules.readUnit(to.name), toWriteUnits: () => rules.writeUnits(to.name)}
     }
     return res
   }

@@ -23,6 +23,11 @@ export interface Cutover {
   step: CutoverStep
   /** The rule's shard before the cutover (restored by nothing: kept for the record). */
   fromShard: string
+  /**
+   * Set while the side that answers is about to change (switch, or abort after switch): every proxy
+   * parks the key space's writes, so no two proxies write a key on different sides first.
+   */
+  hold?: boolean
   history: {step: CutoverStep; at: number; epoch: number}[]
 }
 
@@ -35,7 +40,15 @@ export function parseCutover(v: unknown, key: string): Cutover {
   if (!o || typeof o !== 'object' || typeof o.name !== 'string' || typeof o.rule !== 'string' || typeof o.to !== 'string' || typeof o.step !== 'string') {
     throw new ValidationError(`stored ${key} is not a cutover record`)
   }
-  return {name: o.name, rule: o.rule, to: o.to, step: o.step, fromShard: o.fromShard ?? '', history: Array.isArray(o.history) ? o.history : []}
+  return {
+    name: o.name,
+    rule: o.rule,
+    to: o.to,
+    step: o.step,
+    fromShard: o.fromShard ?? '',
+    ...(o.hold === true ? {hold: true} : {}),
+    history: Array.isArray(o.history) ? o.history : [],
+  }
 }
 
 /** Checks active cutovers against a compiled configuration: rule and group exist, one cutover per rule. */
