@@ -263,7 +263,7 @@ test('a key that cannot be copied is retried, recorded and reported, never dropp
   try {
     const res = await rstore(['backfill', '--to', 'mysql', '--source', src.addr, '--target', url, '--match', 'long:*', ...base(prod)])
     assert.equal(res.code, 1)
-    assert.match(res.stdout, /copied 1, skipped \(present on target\) 0, expired 0, failed 1/)
+    assert.match(res.stdout, /copied 1, skipped \(present on target\) 0, expired\/deleted 0, failed 1/)
     assert.match(res.stdout, /failed key long:kkkk.*longer than 1024 bytes/)
     assert.match(res.stderr, /1 key\(s\) could not be copied/)
     const db = new Database(join(cpDir, `${prod}.db`), {readonly: true})

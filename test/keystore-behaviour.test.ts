@@ -300,6 +300,36 @@ describe('whole-key copies: readKey, writeKeyIfAbsent, writeKey, scan', () => {
   }
 })
 
+describe('deleteIfSame and existing: undo a copy only while the key still holds it', () => {
+  for (const kind of KINDS) {
+    test(kind, async () => {
+      const s = stores[kind]
+      const k = (x: string) => Buffer.from(`undo:${kind}:${x}`)
+      // The source's snapshot, as backfill reads it (with the DUMP payload when the target is Redis).
+      await reference.command('HSET', k('h'), 'f', 'v', 'g', ALL_BYTES)
+      await reference.command('PEXPIRE', k('h'), '60000')
+      const snap = (await reference.readKey(k('h'), {dump: kind === 'redis'}))!
+      assert.equal(await s.writeKeyIfAbsent(k('h'), snap), true)
+      assert.equal(await s.deleteIfSame(k('h'), snap), true)
+      assert.equal(await s.readKey(k('h')), null)
+      // changed since the copy (a newer write landed): kept
+      assert.equal(await s.writeKeyIfAbsent(k('h'), snap), true)
+      await s.command('HSET', k('h'), 'f', 'newer')
+      assert.equal(await s.deleteIfSame(k('h'), snap), false)
+      assert.equal(formatReply(await s.command('HGET', k('h'), 'f')), '"newer"')
+      // another type under the key, or no key: kept / nothing to do
+      await s.command('DEL', k('h'))
+      await s.command('SET', k('h'), 'v')
+      assert.equal(await s.deleteIfSame(k('h'), snap), false)
+      assert.equal(await s.deleteIfSame(k('absent'), snap), false)
+      // existing(): what backfill asks of the source after a copy
+      await s.command('SET', k('gone'), 'x', 'PX', '20')
+      await new Promise((r) => setTimeout(r, 40))
+      assert.deepEqual(await s.existing([k('h'), k('absent'), k('gone'), k('h')]), [true, false, false, true])
+    })
+  }
+})
+
 describe('opening stores', () => {
   test('a table of the wrong shape is refused at open, and nothing is created', async () => {
     await maria.sql('CREATE TABLE rstore.bad_strings (k INT PRIMARY KEY, val TEXT)')

@@ -91,7 +91,25 @@ export function parseScore(s: string): number {
   return Number(s)
 }
 
+/** 1 or 0 per key: whether it exists. */
+const EXISTS_EACH_SCRIPT = `
+local out = {}
+for i, k in ipairs(KEYS) do out[i] = redis.call('EXISTS', k) end
+return out
+`
+
+/** DEL the key if its DUMP is still ARGV[1] (what a copy wrote there). */
+const DELETE_IF_DUMP_SCRIPT = `
+if redis.call('DUMP', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+`
+
 interface ScriptClient extends Redis {
+  rstoreExistsEach(numKeys: number, ...keys: Buffer[]): Promise<(number | string)[]>
+  rstoreDeleteIfDump(key: Buffer, dump: Buffer): Promise<number | string>
   rstoreReadBuffer(key: Buffer, dump: string): Promise<RawReply>
   rstoreWrite(key: Buffer, ...args: (Buffer | string)[]): Promise<number | string>
   rstoreReadStringsBuffer(numKeys: number, ...keys: Buffer[]): Promise<RawReply[]>
@@ -126,6 +144,8 @@ export class RedisStore implements KeyStore {
     client.defineCommand('rstoreRead', {numberOfKeys: 1, lua: READ_SCRIPT})
     client.defineCommand('rstoreReadStrings', {lua: READ_STRINGS_SCRIPT})
     client.defineCommand('rstoreWrite', {numberOfKeys: 1, lua: WRITE_SCRIPT})
+    client.defineCommand('rstoreDeleteIfDump', {numberOfKeys: 1, lua: DELETE_IF_DUMP_SCRIPT})
+    client.defineCommand('rstoreExistsEach', {lua: EXISTS_EACH_SCRIPT})
     try {
       // Fail fast when nothing listens: one attempt at connect time, reconnects later.
       const opts = client.options
@@ -236,6 +256,24 @@ export class RedisStore implements KeyStore {
       return
     }
     await this.client.rstoreWrite(key, 'replace', ...writeArgs(snap))
+  }
+
+  async existing(keys: Buffer[]): Promise<boolean[]> {
+    const out: boolean[] = []
+    for (let start = 0; start < keys.length; start += 1000) {
+      const part = keys.slice(start, start + 1000)
+      for (const n of await this.client.rstoreExistsEach(part.length, ...part)) out.push(Number(n) === 1)
+    }
+    return out
+  }
+
+  /**
+   * Deletes the key if it still holds what snap wrote (its DUMP payload, compared inside Redis); a
+   * snapshot without one cannot be compared atomically, so nothing is deleted.
+   */
+  async deleteIfSame(key: Buffer, snap: KeySnapshot): Promise<boolean> {
+    if (!snap.dump) return false
+    return Number(await this.client.rstoreDeleteIfDump(key, snap.dump)) === 1
   }
 
   async scan(cursor: string, match?: string, count = 100): Promise<ScanPage> {

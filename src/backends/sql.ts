@@ -5,6 +5,7 @@ import {formatDouble, incrByFloatText, INT64_MAX, INT64_MIN, parseDouble, parseI
 import {PostgresDriver} from './postgres.js'
 import {array, bulk, bulks, CommandError, error, integer, NIL, NIL_ARRAY, OK, simple, WRONGTYPE, type Reply} from './reply.js'
 import {placeholders, type SqlConn, type SqlDriver} from './sql-driver.js'
+import {sameSnapshot} from './snapshot.js'
 import type {KeySnapshot, KeyStore, KeyType, ScanPage} from './types.js'
 import type {StoreUrl} from './url.js'
 
@@ -346,14 +347,7 @@ export class SqlStore implements KeyStore {
 
       del: [-2, (a, now) => this.del(a, now)],
       unlink: [-2, (a, now) => this.del(a, now)],
-      exists: [-2, async (a, now) => {
-        const {rows} = await this.db.query(`SELECT k, expire_at FROM ${this.t.keys} WHERE k IN (${placeholders(a.length)})`, a)
-        const live = new Set(rows.filter((r) => {
-          const e = expiryOf(r.expire_at)
-          return e === null || e > now
-        }).map((r) => (r.k as Buffer).toString('latin1')))
-        return integer(a.filter((k) => live.has(k.toString('latin1'))).length)
-      }],
+      exists: [-2, async (a, now) => integer((await this.existing(a, now)).filter(Boolean).length)],
       type: [2, async (a, now) => {
         const st = await this.peek(a[0], now)
         return simple(st ? TYPE_NAMES[st.type] : 'none')
@@ -844,26 +838,57 @@ export class SqlStore implements KeyStore {
   async readKeys(keys: Buffer[]): Promise<(KeySnapshot | null)[]> {
     if (keys.length === 0) return []
     const now = Date.now()
+    return this.db.transaction((c) => this.readIn(c, keys, now), {snapshot: true})
+  }
+
+  async existing(keys: Buffer[], now = Date.now()): Promise<boolean[]> {
+    const live = new Set<string>()
+    for (const part of chunks(keys, 1000)) {
+      const {rows} = await this.db.query(`SELECT k, expire_at FROM ${this.t.keys} WHERE k IN (${placeholders(part.length)})`, part)
+      for (const r of rows) {
+        const e = expiryOf(r.expire_at)
+        if (e === null || e > now) live.add((r.k as Buffer).toString('latin1'))
+      }
+    }
+    return keys.map((k) => live.has(k.toString('latin1')))
+  }
+
+  /**
+   * Deletes the key if it still holds snap's type and value (its TTL aside), in one transaction that
+   * locks the key's row, so a concurrent writeKey waits; true when deleted.
+   */
+  async deleteIfSame(key: Buffer, snap: KeySnapshot): Promise<boolean> {
+    const now = Date.now()
+    return this.tx(async (c) => {
+      const st = await this.lockKey(c, key, now)
+      if (!st) return false
+      const [cur] = await this.readIn(c, [key], now)
+      if (!cur || !sameSnapshot(cur, {...snap, pttl: cur.pttl}, 0)) return false
+      await this.dropKey(c, key, st.type)
+      return true
+    })
+  }
+
+  /** The keys' snapshots read on c (the caller's transaction). */
+  private async readIn(c: SqlConn, keys: Buffer[], now: number): Promise<(KeySnapshot | null)[]> {
     const found = new Map<string, {type: number; pttl: number; data: Record<string, unknown>[]}>()
-    await this.db.transaction(async (c) => {
-      for (const part of chunks(keys, 1000)) {
-        const {rows} = await c.query(`SELECT k, type, expire_at FROM ${this.t.keys} WHERE k IN (${placeholders(part.length)})`, part)
-        for (const r of rows) {
-          const e = expiryOf(r.expire_at)
-          if (e !== null && e <= now) continue
-          found.set((r.k as Buffer).toString('latin1'), {type: num(r.type), pttl: e === null ? -1 : e - now, data: []})
-        }
+    for (const part of chunks(keys, 1000)) {
+      const {rows} = await c.query(`SELECT k, type, expire_at FROM ${this.t.keys} WHERE k IN (${placeholders(part.length)})`, part)
+      for (const r of rows) {
+        const e = expiryOf(r.expire_at)
+        if (e !== null && e <= now) continue
+        found.set((r.k as Buffer).toString('latin1'), {type: num(r.type), pttl: e === null ? -1 : e - now, data: []})
       }
-      for (let type = 0; type < 5; type++) {
-        const ks = keys.filter((k) => found.get(k.toString('latin1'))?.type === type)
-        const cols = ['v', 'f, v', 'v', 'm', 'm, score'][type]
-        const order = ['k', 'k', 'k, pos', 'k', 'k, score, m'][type]
-        for (const part of chunks(dedupe(ks), 500)) {
-          const {rows} = await c.query(`SELECT k, ${cols} FROM ${this.t.data[type]} WHERE k IN (${placeholders(part.length)}) ORDER BY ${order}`, part)
-          for (const r of rows) found.get((r.k as Buffer).toString('latin1'))!.data.push(r)
-        }
+    }
+    for (let type = 0; type < 5; type++) {
+      const ks = keys.filter((k) => found.get(k.toString('latin1'))?.type === type)
+      const cols = ['v', 'f, v', 'v', 'm', 'm, score'][type]
+      const order = ['k', 'k', 'k, pos', 'k', 'k, score, m'][type]
+      for (const part of chunks(dedupe(ks), 500)) {
+        const {rows} = await c.query(`SELECT k, ${cols} FROM ${this.t.data[type]} WHERE k IN (${placeholders(part.length)}) ORDER BY ${order}`, part)
+        for (const r of rows) found.get((r.k as Buffer).toString('latin1'))!.data.push(r)
       }
-    }, {snapshot: true})
+    }
     return keys.map((k) => {
       const f = found.get(k.toString('latin1'))
       if (!f || f.data.length === 0) return null

@@ -52,12 +52,19 @@ export interface KeyStore {
   readKey(key: Buffer, opts?: {dump?: boolean}): Promise<KeySnapshot | null>
   /** readKey for many keys (pipelined / batched); same order as keys. */
   readKeys(keys: Buffer[], opts?: {dump?: boolean}): Promise<(KeySnapshot | null)[]>
+  /** Whether each key exists (and has not expired); same order as keys. */
+  existing(keys: Buffer[]): Promise<boolean[]>
   /** Writes the key only if it does not exist (atomically); true when written. */
   writeKeyIfAbsent(key: Buffer, snap: KeySnapshot): Promise<boolean>
   /** writeKeyIfAbsent for many keys (batched); same order as entries. */
   writeKeysIfAbsent(entries: {key: Buffer; snap: KeySnapshot}[]): Promise<boolean[]>
   /** Replaces the key with the snapshot (atomically). */
   writeKey(key: Buffer, snap: KeySnapshot): Promise<void>
+  /**
+   * Deletes the key only if it still holds snap's value, as written by writeKey(IfAbsent) (atomically;
+   * the TTL aside); true when deleted. Undoes a copy whose source key was deleted meanwhile.
+   */
+  deleteIfSame(key: Buffer, snap: KeySnapshot): Promise<boolean>
   /** One SCAN step: cursor '0' starts; returns '0' when done. match is a Redis glob. */
   scan(cursor: string, match?: string, count?: number): Promise<ScanPage>
   /** Number of keys (DBSIZE; for SQL the live rows of the key table). */

@@ -44,7 +44,7 @@ Set-if-absent per key (INSERT IGNORE / ON CONFLICT DO NOTHING, RESTORE without R
       } else if (!f.json && Date.now() - lastLine >= 1000) {
         lastLine = Date.now()
         const pct = p.total ? ` (${Math.min(100, Math.floor((100 * done) / p.total))}%)` : ''
-        process.stderr.write(`backfill: ${done}/${p.total} keys${pct}, ${Math.round(p.keysPerSec)} keys/s, ETA ${fmtEta(p.etaSeconds)}; copied ${p.copied}, present ${p.skipped}, expired ${p.expired}, failed ${p.failed}\n`)
+        process.stderr.write(`backfill: ${done}/${p.total} keys${pct}, ${Math.round(p.keysPerSec)} keys/s, ETA ${fmtEta(p.etaSeconds)}; copied ${p.copied}, present ${p.skipped}, expired/deleted ${p.expired}, failed ${p.failed}\n`)
       }
     }
     let stopResolve: () => void = () => {}
@@ -88,7 +88,7 @@ Set-if-absent per key (INSERT IGNORE / ON CONFLICT DO NOTHING, RESTORE without R
       this.output(res, () => {
         const lines = [
           `backfill ${res.job} ${res.state}${res.resumed ? ' (resumed)' : ''}: ${res.scanned} keys scanned in ${res.seconds.toFixed(1)}s (${Math.round(res.keysPerSec)} keys/s)`,
-          `  copied ${res.copied}, skipped (present on target) ${res.skipped}, expired ${res.expired}, failed ${res.failed}`,
+          `  copied ${res.copied}, skipped (present on target) ${res.skipped}, expired/deleted ${res.expired}, failed ${res.failed}`,
         ]
         for (const k of res.failedKeys) lines.push(`  failed key ${k.key}: ${k.error}`)
         return lines.join('\n')

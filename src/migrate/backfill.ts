@@ -47,6 +47,7 @@ export interface BackfillCounters {
   scanned: number
   copied: number
   skipped: number
+  /** Gone from the source: expired or deleted before its copy (or right after it, the copy undone). */
   expired: number
   failed: number
 }
@@ -275,6 +276,23 @@ async function run(o: BackfillOptions, args: Record<string, string>, attempts: n
   })
   let failure: unknown
 
+  /**
+   * A key deleted on the source after it was read here was also deleted on the target by double-write
+   * (or never existed there), so the copy just written would bring it back: the source is read again,
+   * and each copied key it no longer has is deleted on the target if it still holds the copy.
+   * Returns how many copies were undone (they count as expired).
+   */
+  const undoDeleted = async (copied: {key: Buffer; snap: KeySnapshot}[]): Promise<number> => {
+    if (!copied.length) return 0
+    const still = await retry(attempts, () => source.existing(copied.map((e) => e.key)))
+    let undone = 0
+    for (const [i, e] of copied.entries()) {
+      if (still[i]) continue
+      if (await retry(attempts, () => target.deleteIfSame(e.key, e.snap))) undone++
+    }
+    return undone
+  }
+
   const copyBatch = async (keys: Buffer[], page: Page): Promise<void> => {
     await limiter.take(keys.length)
     const c: BackfillCounters = {...ZERO, scanned: keys.length}
@@ -303,6 +321,9 @@ async function run(o: BackfillOptions, args: Record<string, string>, attempts: n
       else if (w) c.copied++
       else c.skipped++
     })
+    const undone = await undoDeleted(entries.filter((_, i) => written[i] === true))
+    c.copied -= undone
+    c.expired += undone
     c.failed = keys.length - c.copied - c.skipped - c.expired
     for (const k of Object.keys(ZERO) as (keyof BackfillCounters)[]) {
       page.counters[k] += c[k]
