@@ -1,8 +1,7 @@
-import {spawnSync} from 'node:child_process'
 import {mkdirSync} from 'node:fs'
 import {join} from 'node:path'
 import mysql from 'mysql2/promise'
-import {onFreePort, removeDir, requireBinary, startProcess, tempDir, StopWaiting, waitFor, type Managed} from './process.js'
+import {onFreePort, removeDir, requireBinary, runToEnd, startProcess, tempDir, StopWaiting, waitFor, type Managed} from './process.js'
 
 export interface MariaDbServer {
   host: string
@@ -34,7 +33,7 @@ async function startMariaDbOn(port: number, extraArgs: string[]): Promise<MariaD
   const data = join(dir, 'data')
   const socket = join(dir, 'mysqld.sock')
   mkdirSync(data)
-  const init = spawnSync(install, ['--no-defaults', `--datadir=${data}`, '--user=root', '--auth-root-authentication-method=normal', '--skip-test-db'], {encoding: 'utf8'})
+  const init = await runToEnd(install, ['--no-defaults', `--datadir=${data}`, '--user=root', '--auth-root-authentication-method=normal', '--skip-test-db'])
   if (init.status !== 0) throw new Error(`mariadb-install-db failed: ${init.stderr || init.stdout}`)
   const proc = startProcess(bin, [
     '--no-defaults', `--datadir=${data}`, '--user=root', `--port=${port}`, '--bind-address=127.0.0.1', `--socket=${socket}`,

@@ -2,7 +2,7 @@ import {spawnSync} from 'node:child_process'
 import {chownSync, existsSync, mkdirSync} from 'node:fs'
 import {join} from 'node:path'
 import pg from 'pg'
-import {onFreePort, removeDir, requireBinary, startProcess, tempDir, StopWaiting, waitFor, type Managed} from './process.js'
+import {onFreePort, removeDir, requireBinary, runToEnd, startProcess, tempDir, StopWaiting, waitFor, type Managed} from './process.js'
 
 export interface PostgresServer {
   host: string
@@ -54,7 +54,7 @@ async function startPostgresOn(port: number, extraArgs: string[]): Promise<Postg
   }
   const run = (bin: string, args: string[]) => (wrap.length ? [wrap[0], [...wrap.slice(1), bin, ...args]] : [bin, args]) as [string, string[]]
   const [icmd, iargs] = run(initdb, ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync', '--locale=C'])
-  const init = spawnSync(icmd, iargs, {encoding: 'utf8', cwd: dir})
+  const init = await runToEnd(icmd, iargs, {cwd: dir})
   if (init.status !== 0) throw new Error(`initdb failed: ${init.stderr || init.stdout}`)
   const [cmd, args] = run(postgres, [
     '-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off',

@@ -124,6 +124,22 @@ export async function startAll<T extends readonly Promise<{stop(): Promise<void>
 /** Thrown by a waitFor check when waiting longer cannot help (the server process has exited). */
 export class StopWaiting extends Error {}
 
+/**
+ * Runs a command to its end without blocking the event loop (unlike spawnSync, which would stall
+ * every other server's readiness probe in this process while a database initializes).
+ */
+export function runToEnd(cmd: string, args: string[], opts: {cwd?: string} = {}): Promise<{status: number | null; stdout: string; stderr: string}> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, {cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe']})
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+    child.on('error', reject)
+    child.on('close', (status) => resolve({status, stdout, stderr}))
+  })
+}
+
 /** Polls check() until it returns true or the deadline passes (or it throws StopWaiting). */
 export async function waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 15000, everyMs = 50): Promise<void> {
   const deadline = Date.now() + timeoutMs
