@@ -127,8 +127,8 @@ describe('cutover', () => {
     const status = await cutoverStatus(store, cfg, 'x')
     assert.equal(status.cutover.step, 'aborted')
     assert.equal(status.job?.state, 'cancelled')
-    // abort from switched holds the writes first (a hold, not a step of its own)
-    assert.deepEqual(status.cutover.history.map((h) => h.step), ['double-write', 'switched', 'aborted'])
+    // abort from switched holds the writes, moves reads back (double-write), then aborts
+    assert.deepEqual(status.cutover.history.map((h) => h.step), ['double-write', 'switched', 'double-write', 'aborted'])
     assert.equal(status.cutover.hold, undefined)
 
     // again, to the end

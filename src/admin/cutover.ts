@@ -217,12 +217,21 @@ export async function finishCutover(store: TopologyStore, cfg: RstoreConfig, nam
 }
 
 export async function abortCutover(store: TopologyStore, cfg: RstoreConfig, name: string, opts: CutoverOptions = {}): Promise<CutoverResult> {
-  // From 'switched', the writes are held everywhere first (and the copies to the old place land):
-  // going straight to 'aborted' would let a proxy still at 'switched' update the new side first after
-  // another proxy had gone back to writing the old place only.
+  // From 'switched', back in two steps, each applied by every proxy before the next:
+  // - hold the writes, then 'double-write' (the old place answers and is written first): with the
+  //   writes held, no two proxies write a key on different sides first, and a proxy still held reads
+  //   the new side, which every write through 'double-write' reaches before it is answered;
+  // - then 'aborted'. Going from the hold straight to 'aborted' would let a proxy still held read the
+  //   new side after another proxy had written the old place only (a stale read).
   const {cutovers} = await loadRulesConfig(store)
   const now = cutovers.find((c) => c.name === name)
-  if (now?.step === 'switched' && !now.hold) await holdWrites(store, cfg, name, opts, 'switched')
+  if (now?.step === 'switched') {
+    if (!now.hold) await holdWrites(store, cfg, name, opts, 'switched')
+    await step(store, cfg, name, opts, ({current}) => {
+      const c = requireStep(name, current, ['double-write', 'switched'])
+      return {cutover: c.step === 'switched' ? withStep(released(c), 'double-write') : released(c)}
+    })
+  }
   return step(store, cfg, name, opts, ({current}) => ({cutover: withStep(released(requireStep(name, current, ['double-write', 'switched'])), 'aborted')}))
 }
 
