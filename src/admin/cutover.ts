@@ -296,12 +296,13 @@ export async function verifyCutover(rules: CompiledRules, c: Cutover, opts: Cuto
         return undefined
       }
     }
-    const check = async (keys: Buffer[], g: string): Promise<{key: Buffer; reason: string; detail: string}[]> => {
+    /**
+     * ordered (the re-checks): the old side first, then the new one. The new side lags by at most the
+     * copy in flight, so a key being written still matches when its copy lands between the two reads.
+     */
+    const check = async (keys: Buffer[], g: string, ordered = false): Promise<{key: Buffer; reason: string; detail: string}[]> => {
       const src = oldStores.get(g)!
-      // Old side first, then the new one: the new side lags by at most the copy in flight, so a key
-      // being written still matches when its copy lands between the two reads.
-      const a = await src.readKeys(keys)
-      const b = await target.readKeys(keys)
+      const [a, b] = ordered ? [await src.readKeys(keys), await target.readKeys(keys)] : await Promise.all([src.readKeys(keys), target.readKeys(keys)])
       const out: {key: Buffer; reason: string; detail: string}[] = []
       keys.forEach((k, i) => {
         if (!a[i]) {
@@ -350,7 +351,7 @@ export async function verifyCutover(rules: CompiledRules, c: Cutover, opts: Cuto
       last = []
       const next = new Map<string, {key: Buffer; group: string}>()
       for (const {key, group} of suspects.values()) {
-        for (const d of await check([key], group)) {
+        for (const d of await check([key], group, true)) {
           last.push(d)
           next.set(key.toString('latin1'), {key, group})
         }
