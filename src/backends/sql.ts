@@ -842,15 +842,21 @@ export class SqlStore implements KeyStore {
   }
 
   async existing(keys: Buffer[], now = Date.now()): Promise<boolean[]> {
-    const live = new Set<string>()
+    const live = await this.liveKeyRows(this.db, keys, now)
+    return keys.map((k) => live.has(k.toString('latin1')))
+  }
+
+  /** The key rows of those keys that exist and have not expired, by latin1 key: type and PTTL. */
+  private async liveKeyRows(q: SqlConn, keys: Buffer[], now: number): Promise<Map<string, {type: number; pttl: number}>> {
+    const live = new Map<string, {type: number; pttl: number}>()
     for (const part of chunks(keys, 1000)) {
-      const {rows} = await this.db.query(`SELECT k, expire_at FROM ${this.t.keys} WHERE k IN (${placeholders(part.length)})`, part)
+      const {rows} = await q.query(`SELECT k, type, expire_at FROM ${this.t.keys} WHERE k IN (${placeholders(part.length)})`, part)
       for (const r of rows) {
         const e = expiryOf(r.expire_at)
-        if (e === null || e > now) live.add((r.k as Buffer).toString('latin1'))
+        if (e === null || e > now) live.set((r.k as Buffer).toString('latin1'), {type: num(r.type), pttl: e === null ? -1 : e - now})
       }
     }
-    return keys.map((k) => live.has(k.toString('latin1')))
+    return live
   }
 
   /**
@@ -872,14 +878,7 @@ export class SqlStore implements KeyStore {
   /** The keys' snapshots read on c (the caller's transaction). */
   private async readIn(c: SqlConn, keys: Buffer[], now: number): Promise<(KeySnapshot | null)[]> {
     const found = new Map<string, {type: number; pttl: number; data: Record<string, unknown>[]}>()
-    for (const part of chunks(keys, 1000)) {
-      const {rows} = await c.query(`SELECT k, type, expire_at FROM ${this.t.keys} WHERE k IN (${placeholders(part.length)})`, part)
-      for (const r of rows) {
-        const e = expiryOf(r.expire_at)
-        if (e !== null && e <= now) continue
-        found.set((r.k as Buffer).toString('latin1'), {type: num(r.type), pttl: e === null ? -1 : e - now, data: []})
-      }
-    }
+    for (const [k, row] of await this.liveKeyRows(c, keys, now)) found.set(k, {...row, data: []})
     for (let type = 0; type < 5; type++) {
       const ks = keys.filter((k) => found.get(k.toString('latin1'))?.type === type)
       const cols = ['v', 'f, v', 'v', 'm', 'm, score'][type]

@@ -33,7 +33,6 @@ export interface VerifyOptions {
   maxKeys: number
 }
 
-
 export interface KeyDiff {
   key: string
   reason: DiffReason
