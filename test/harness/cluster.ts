@@ -25,7 +25,7 @@ import {openCoordinator, type Coordinator} from '../../src/coord/index.js'
 import {TopologyStore} from '../../src/coord/topology-store.js'
 import {slotOf, SLOT_COUNT} from '../../src/topology/slots.js'
 import {startEtcd, type EtcdServer} from './etcd.js'
-import {freePort, removeDir, startProcess, tempDir, StopWaiting, waitFor, type Managed} from './process.js'
+import {freePort, onFreePort, removeDir, startProcess, tempDir, StopWaiting, waitFor, type Managed} from './process.js'
 import {startRedis, type RedisServer} from './redis.js'
 
 /** The built CLI entry point (this file runs from dist/test/harness/). */
@@ -175,32 +175,24 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       const allArgs = [...(opts.proxyArgs ?? []), ...(o.args ?? [])]
       const cpuAt = allArgs.lastIndexOf('--cpu')
       const workers = cpuAt >= 0 ? Number(allArgs[cpuAt + 1]) : 1
-      let port = 0
-      let httpPort = 0
-      let proc: Managed
-      // A free port can be taken by a concurrent test between freePort() and the proxy's listen:
-      // then the proxy exits with EADDRINUSE and is started again on other ports.
-      for (let attempt = 1; ; attempt++) {
-        port = await freePort()
-        httpPort = await freePort()
+      // A port taken by a concurrent test before the proxy listens: the proxy exits with EADDRINUSE
+      // ("address already in use") and onFreePort starts it again on other ports.
+      const {port, httpPort, proc} = await onFreePort(async (port) => {
+        const httpPort = await freePort()
         const started = startProcess(
           process.execPath,
           [...(o.nodeArgs ?? []), RSTORE_BIN, 'proxy', 'start', '--addr', `127.0.0.1:${port}`, '--http-addr', `127.0.0.1:${httpPort}`, '--id', id, ...allArgs, ...cluster.coordinatorArgs],
           {cwd: dir},
         )
-        proc = started
-        const up = await waitFor(`proxy ${id} listening`, () => {
-          if (started.child.exitCode !== null) throw new StopWaiting(`proxy ${id} exited with ${started.child.exitCode}:\n${started.output()}`)
+        await waitFor(`proxy ${id} listening`, () => {
+          if (started.child.exitCode !== null) throw new StopWaiting(`proxy ${id} exited with ${started.child.exitCode}`)
           return (started.output().match(/listening on/g) ?? []).length >= workers
-        }, 20000, 50).then(
-          () => true,
-          (err: Error) => {
-            if (attempt < 3 && started.child.exitCode !== null && /EADDRINUSE/.test(started.output())) return false
-            throw new Error(`${err.message}\nproxy output:\n${started.output()}`)
-          },
-        )
-        if (up) break
-      }
+        }, 20000, 50).catch(async (err: Error) => {
+          await started.stop('SIGKILL')
+          throw new Error(`${err.message}\nproxy output:\n${started.output()}`)
+        })
+        return {port, httpPort, proc: started}
+      })
       const addr = `127.0.0.1:${port}`
       const httpAddr = `127.0.0.1:${httpPort}`
       const p: ClusterProxy = {
