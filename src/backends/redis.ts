@@ -98,18 +98,44 @@ for i, k in ipairs(KEYS) do out[i] = redis.call('EXISTS', k) end
 return out
 `
 
-/** DEL the key if its DUMP is still ARGV[1] (what a copy wrote there). */
-const DELETE_IF_DUMP_SCRIPT = `
-if redis.call('DUMP', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  return 1
+/**
+ * DEL the key if it holds the value given as writeArgs gives it (ARGV[1] type, ARGV[2] PTTL, ignored,
+ * then the items); compared by content, since DUMP payloads of equal hashes or sets can differ in
+ * element order.
+ */
+const DELETE_IF_SAME_SCRIPT = `
+local k = KEYS[1]
+local t = ARGV[1]
+if redis.call('TYPE', k).ok ~= t then return 0 end
+local n = #ARGV - 2
+if t == 'string' then
+  if redis.call('GET', k) ~= ARGV[3] then return 0 end
+elseif t == 'list' then
+  if redis.call('LLEN', k) ~= n then return 0 end
+  local cur = redis.call('LRANGE', k, 0, -1)
+  for i = 1, n do if cur[i] ~= ARGV[i + 2] then return 0 end end
+elseif t == 'hash' then
+  if redis.call('HLEN', k) ~= n / 2 then return 0 end
+  for i = 3, #ARGV, 2 do if redis.call('HGET', k, ARGV[i]) ~= ARGV[i + 1] then return 0 end end
+elseif t == 'set' then
+  if redis.call('SCARD', k) ~= n then return 0 end
+  for i = 3, #ARGV do if redis.call('SISMEMBER', k, ARGV[i]) == 0 then return 0 end end
+elseif t == 'zset' then
+  if redis.call('ZCARD', k) ~= n / 2 then return 0 end
+  for i = 3, #ARGV, 2 do
+    local s = redis.call('ZSCORE', k, ARGV[i + 1])
+    if not s or (s ~= ARGV[i] and tonumber(s) ~= tonumber(ARGV[i])) then return 0 end
+  end
+else
+  return 0
 end
-return 0
+redis.call('DEL', k)
+return 1
 `
 
 interface ScriptClient extends Redis {
   rstoreExistsEach(numKeys: number, ...keys: Buffer[]): Promise<(number | string)[]>
-  rstoreDeleteIfDump(key: Buffer, dump: Buffer): Promise<number | string>
+  rstoreDeleteIfSame(key: Buffer, ...args: (Buffer | string)[]): Promise<number | string>
   rstoreReadBuffer(key: Buffer, dump: string): Promise<RawReply>
   rstoreWrite(key: Buffer, ...args: (Buffer | string)[]): Promise<number | string>
   rstoreReadStringsBuffer(numKeys: number, ...keys: Buffer[]): Promise<RawReply[]>
@@ -144,7 +170,7 @@ export class RedisStore implements KeyStore {
     client.defineCommand('rstoreRead', {numberOfKeys: 1, lua: READ_SCRIPT})
     client.defineCommand('rstoreReadStrings', {lua: READ_STRINGS_SCRIPT})
     client.defineCommand('rstoreWrite', {numberOfKeys: 1, lua: WRITE_SCRIPT})
-    client.defineCommand('rstoreDeleteIfDump', {numberOfKeys: 1, lua: DELETE_IF_DUMP_SCRIPT})
+    client.defineCommand('rstoreDeleteIfSame', {numberOfKeys: 1, lua: DELETE_IF_SAME_SCRIPT})
     client.defineCommand('rstoreExistsEach', {lua: EXISTS_EACH_SCRIPT})
     try {
       // Fail fast when nothing listens: one attempt at connect time, reconnects later.
@@ -267,13 +293,9 @@ export class RedisStore implements KeyStore {
     return out
   }
 
-  /**
-   * Deletes the key if it still holds what snap wrote (its DUMP payload, compared inside Redis); a
-   * snapshot without one cannot be compared atomically, so nothing is deleted.
-   */
+  /** Deletes the key if it still holds snap's type and value (its TTL aside), compared inside Redis. */
   async deleteIfSame(key: Buffer, snap: KeySnapshot): Promise<boolean> {
-    if (!snap.dump) return false
-    return Number(await this.client.rstoreDeleteIfDump(key, snap.dump)) === 1
+    return Number(await this.client.rstoreDeleteIfSame(key, ...writeArgs(snap))) === 1
   }
 
   async scan(cursor: string, match?: string, count = 100): Promise<ScanPage> {
