@@ -12,7 +12,7 @@ import {
   RespError,
   type Request,
 } from './resp.js'
-import {pendingSetKey, type RoutingTable, type SlotRoute} from './routing.js'
+import {INTERNAL_KEY_PREFIX, isReservedKey, pendingSetKey, type RoutingTable, type SlotRoute} from './routing.js'
 import type {ReplySlot, Session} from './session.js'
 
 /** How long MIGRATE may take to hand one batch of keys to the target (ms). */
@@ -126,8 +126,39 @@ export function dispatch(ctx: DispatchContext, session: Session, req: Request): 
     session.fill(slot, encodeError(ctx.refusal))
     return
   }
+  const reserved = reservedKey(spec, args)
+  if (reserved) {
+    session.fill(slot, encodeError(reservedKeyError(reserved)))
+    return
+  }
   if (ctx.rules.router.requiresRules && dispatchByRule(ctx.rules, session, spec, args, slot)) return
   routeRequest(ctx, session, spec, req, slot)
+}
+
+/**
+ * The first key argument in rstore's own key space (`__rstore:*`: the migration's pending sets, see
+ * docs/migration.md), or null. A client that could write, delete or read those keys could make a
+ * migration move a key to the wrong group or miss one, and a user key there is skipped by the mover.
+ */
+function reservedKey(spec: CommandSpec, args: Buffer[]): Buffer | null {
+  if (spec.kind === 'single') {
+    const key = args[spec.firstKey]
+    return key && isReservedKey(key) ? key : null
+  }
+  const indexes = keyIndexes(spec, args)
+  if (typeof indexes === 'string') return null // a bad numkeys: answered by Redis without touching a key
+  for (const i of indexes) {
+    const key = args[i]
+    if (key && isReservedKey(key)) return key
+  }
+  return null
+}
+
+/** The refusal of a key in the reserved space, with the key printable on one line. */
+export function reservedKeyError(key: Buffer): string {
+  let text = key.toString('latin1').replace(/[^\x20-\x7e]/g, '?')
+  if (text.length > 80) text = `${text.slice(0, 77)}...`
+  return `ERR key '${text}' is in rstore's reserved key space (${INTERNAL_KEY_PREFIX}*); rename it`
 }
 
 /** Slot routing of a request whose reply position is reserved. */
