@@ -21,6 +21,7 @@ import {PreconditionFailedError, type TopologyStore} from '../coord/topology-sto
 import {ConflictError, NotFoundError, RstoreError, ValidationError} from '../errors.js'
 import {masterOf, parseGroupId, parseSlotRange, type SlotInfo, type Topology} from '../topology/model.js'
 import {pendingSetKey} from '../proxy/routing.js'
+import {slotOf} from '../topology/slots.js'
 import {BarrierTimeoutError, ProxyAcks} from './barrier.js'
 import {canonicalJson, type CheckpointDb, type Job} from './checkpoints.js'
 import {failpoint} from './failpoints.js'
@@ -112,6 +113,8 @@ export interface JobSummary {
   /** Time spent in MIGRATE calls of small-key batches (the source is blocked meanwhile), ms. */
   migrateMs: number
   bigKeys: {slot: number; key: string; bytes: number; stallMs: number}[]
+  /** Pending-set members of other slots skipped this run (written there by something not a proxy). */
+  foreignMembers?: number
   message?: string
 }
 
@@ -371,6 +374,8 @@ class Mover {
   private preholdReleases = 0
   /** Keys a held move found but could not dump (then the slot is checked after its move). */
   private heldUndumped = 0
+  /** Pending-set members skipped because their slot is not the set's (see userKeys). */
+  private foreignMembers = 0
   private cancel = false
   private stopAsked = false
   private barriers = 0
@@ -692,6 +697,7 @@ class Mover {
       changes: this.changes,
       changeMs: Math.round(this.changeMs),
       migrateMs: Math.round(this.migrateMs),
+      foreignMembers: this.foreignMembers,
       bigKeys: this.ms.bigKeys(this.job.id).map((b) => ({slot: b.slot, key: printableKey(b.key), bytes: b.bytes, stallMs: Math.round(b.stallMs)})),
     }
   }
@@ -933,7 +939,7 @@ class Mover {
     let cursor = '0'
     do {
       const [next, members] = await sscanPage(src, pendingSetKey(row.slot), cursor, 1000)
-      left.push(...(await existing(src, members.filter((k) => !isInternalKey(k)))))
+      left.push(...(await existing(src, members.filter((k) => !isInternalKey(k) && slotOf(k) === row.slot))))
       cursor = next
     } while (cursor !== '0')
     return left
@@ -964,6 +970,20 @@ class Mover {
       const conn = this.masters.get(this.masterOf(group))
       for (let i = 0; i < keys.length; i += 500) await conn.unlink(...keys.slice(i, i + 500))
     }
+  }
+
+  /** The keys of row's slot among keysIn; members of other slots are reported and left alone. */
+  private slotKeys(row: SlotRow, keysIn: Buffer[]): Buffer[] {
+    const foreign: Buffer[] = []
+    const keys = userKeys(keysIn, row.slot, foreign)
+    if (foreign.length) {
+      this.foreignMembers += foreign.length
+      const k = foreign[0]!
+      this.log(
+        `slot ${row.slot}: skipped ${foreign.length} pending-set member(s) of other slots (e.g. '${printableKey(k)}', slot ${slotOf(k)}): not moved, left where they are`,
+      )
+    }
+    return keys
   }
 
   /** Waits so that keys moved since the rate window started stay under --rate. */
@@ -999,7 +1019,7 @@ class Mover {
    */
   private async moveHeld(row: SlotRow, keysIn: Buffer[], over: () => boolean): Promise<MoveResult> {
     const res: MoveResult = {moved: 0, bytes: 0, big: [], complete: true}
-    const keys = userKeys(keysIn)
+    const keys = this.slotKeys(row, keysIn)
     const src = this.masters.raw(this.masterOf(row.source))
     const dst = this.masters.raw(this.masterOf(row.target))
     const big: {key: Buffer; size: number}[] = []
@@ -1038,7 +1058,7 @@ class Mover {
   /** MIGRATEs keys (of row's slot) from the source to the target master: batches, big keys alone. */
   private async moveKeys(row: SlotRow, keysIn: Buffer[]): Promise<MoveResult> {
     const res: MoveResult = {moved: 0, bytes: 0, big: [], complete: true}
-    const keys = userKeys(keysIn)
+    const keys = this.slotKeys(row, keysIn)
     if (!keys.length) return res
     const srcAddr = this.masterOf(row.source)
     const dst = this.masterOf(row.target)
@@ -1087,12 +1107,20 @@ class Mover {
   }
 }
 
-/** The keys without rstore's own (`__rstore:...`) and without repeats. */
-function userKeys(keysIn: Buffer[]): Buffer[] {
+/**
+ * The keys of the slot without rstore's own (`__rstore:...`) and without repeats. A pending-set
+ * member of another slot (the set written by something other than a proxy) is never moved: moving
+ * it would take a live key off the group that serves it. Such members go to foreign.
+ */
+function userKeys(keysIn: Buffer[], slot: number, foreign: Buffer[]): Buffer[] {
   const seen = new Set<string>()
   const keys: Buffer[] = []
   for (const k of keysIn) {
     if (isInternalKey(k)) continue
+    if (slotOf(k) !== slot) {
+      foreign.push(k)
+      continue
+    }
     const id = k.toString('latin1')
     if (seen.has(id)) continue
     seen.add(id)
