@@ -77,6 +77,9 @@ export const DEFAULT_MOVE_OPTIONS: MoveOptions = {
   nice: 10,
 }
 
+/** The member that marks a pending set as written only by proxies since the job marked its slot. */
+const PENDING_INTACT = '__rstore:intact'
+
 /** Script batches in flight while a held slot moves: source, target and mover work side by side. */
 const HELD_INFLIGHT = 5
 
@@ -527,6 +530,7 @@ class Mover {
             phase = 'pending'
           }
           this.progress.set({phase: 'marking'})
+          await this.markSetsIntact(unmarked)
           await this.change((topo) =>
             unmarked.map((r) => {
               const t = topo.slots[r.slot]!
@@ -864,6 +868,18 @@ class Mover {
         if (next === '0') break
       }
     }
+    // The pending set lost its mark (deleted or replaced by something not a proxy): it cannot be
+    // trusted to name every key written since the scan, so the source is scanned for the slot's keys.
+    if (!(await this.setIntact(row))) {
+      const found = await this.scanSlot(row)
+      this.log(`slot ${row.slot}: its pending set on group ${row.source} was tampered with; a scan of the source found ${found.length} key(s) of the slot left, moving them`)
+      if (found.length) {
+        const res = await move(found)
+        this.ms.recordBatch(this.job, row, res.moved, res.bytes, res.big)
+        if (!res.complete) return false
+        this.heldUndumped++ // and check below that none is left
+      }
+    }
     // Held and complete: every key of the bucket and the pending set that existed was dumped,
     // restored and unlinked, and nothing else wrote the slot meanwhile, so the check below has nothing
     // to find (unless a key could not be dumped).
@@ -943,6 +959,46 @@ class Mover {
       cursor = next
     } while (cursor !== '0')
     return left
+  }
+
+  /**
+   * Puts the mark PENDING_INTACT in each slot's pending set before the slot is marked pending: a set
+   * found without it later was deleted or replaced by something other than a proxy (docs/migration.md).
+   */
+  private async markSetsIntact(slots: {slot: number; source: number}[]): Promise<void> {
+    const bySource = new Map<number, number[]>()
+    for (const r of slots) bySource.set(r.source, [...(bySource.get(r.source) ?? []), r.slot])
+    for (const [source, list] of bySource) {
+      const p = this.masters.get(this.masterOf(source)).pipeline()
+      for (const slot of list) p.sadd(pendingSetKey(slot), PENDING_INTACT)
+      const res = (await p.exec()) ?? []
+      const err = res.find((x) => x[0])
+      if (err) throw new RstoreError('EMIGRATE', `cannot mark the pending sets on group ${source}: ${String(err[0])}; run the command again`)
+    }
+  }
+
+  private async setIntact(row: SlotRow): Promise<boolean> {
+    return Number(await this.masters.get(this.masterOf(row.source)).sismember(pendingSetKey(row.slot), PENDING_INTACT)) === 1
+  }
+
+  /** Every key of row's slot on its source, by a full SCAN (only when the pending set lost its mark). */
+  private async scanSlot(row: SlotRow): Promise<Buffer[]> {
+    const conn = this.masters.raw(this.masterOf(row.source))
+    const buckets = new ScanBuckets((slot) => slot === row.slot)
+    const out: Buffer[] = []
+    let cursor = '0'
+    do {
+      const raw = await conn.callRaw(['SCAN', cursor, 'COUNT', String(this.opts.scanCount)])
+      cursor = buckets.addPage(raw).cursor
+      for (const packed of buckets.take().get(row.slot) ?? []) {
+        for (let pos = 0; pos < packed.blob.length; ) {
+          const len = packed.blob.readUInt32BE(pos)
+          out.push(Buffer.from(packed.blob.subarray(pos + 4, pos + 4 + len)))
+          pos += 4 + len
+        }
+      }
+    } while (cursor !== '0')
+    return out
   }
 
   /** Online at the target and acknowledged: drop the pending set, record done. */

@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict'
 import {after, before, describe, test} from 'node:test'
 import {startCluster, type Cluster} from '../harness/cluster.js'
+import {slotRanges, startMover, until} from './helpers.js'
 import {slotOf} from '../../src/topology/slots.js'
 
 describe('mover and the pending sets', () => {
@@ -40,5 +41,26 @@ describe('mover and the pending sets', () => {
     const s5 = slotOf('{s5}')
     await c.cliOk(['migrate', String(s5), String(s5), '2'])
     for (const g of c.groups) assert.equal(await g.client().exists('__rstore:{s5}'), 0)
+  })
+
+  test('a pending set deleted on the master mid-migration loses no key', {timeout: 60_000}, async () => {
+    const r = c.proxies[0]!.client()
+    const keysOf = (slot: number, n: number) => {
+      const out: string[] = []
+      for (let i = 0; out.length < n; i++) if (slotOf(`k${i}`) === slot) out.push(`k${i}`)
+      return out
+    }
+    for (const k of keysOf(17, 150)) await r.set(k, 'old')
+    // --delay: slot 17 takes ~1.5 s, long after the scan, while slot 19 is still queued (pending).
+    const mover = startMover(c, ['migrate', '17', '19', '2', '--delay', '10'])
+    await until('slot 17 migrating', async () => (await slotRanges(c)).some((x) => x.from === 17 && x.state === 'migrating'), 20_000, 20)
+    const late = keysOf(19, 5)
+    for (const k of late) await r.set(k, 'written-after-scan')
+    // The only record of these keys is the pending set: an old client deletes it on the master.
+    assert.equal(await c.groups[0]!.client().del('__rstore:pending:19'), 1)
+    assert.equal(await mover.exited, 0, mover.output())
+    assert.match(mover.output(), /slot 19: its pending set on group 1 was tampered with; a scan of the source found 5 key\(s\)/)
+    for (const k of late) assert.equal(await r.get(k), 'written-after-scan', k)
+    for (const k of late) assert.equal(await c.groups[0]!.client().exists(k), 0, `${k} left on group 1`)
   })
 })
