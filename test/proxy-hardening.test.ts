@@ -121,4 +121,22 @@ describe('proxy hardening', () => {
     assert.equal(migrateTimeoutMs(encodeCommand(['GET', 'MIGRATE-looking-key-000000000000000000000000'])), 0)
     assert.equal(migrateTimeoutMs(encodeCommand(['SET', 'k', 'v'])), 0)
   })
+
+  test('/status and /metrics answer GET and HEAD only: 405 with Allow otherwise', async () => {
+    for (const path of ['/status', '/metrics']) {
+      for (const method of ['GET', 'HEAD']) {
+        const res = await fetch(`http://${p.httpAddr}${path}`, {method, signal: AbortSignal.timeout(5000)})
+        assert.equal(res.status, 200, `${method} ${path}`)
+        const body = await res.text()
+        assert.equal(body.length > 0, method === 'GET', `${method} ${path} body`)
+      }
+      for (const method of ['POST', 'PUT', 'DELETE', 'PATCH']) {
+        const res = await fetch(`http://${p.httpAddr}${path}`, {method, body: method === 'DELETE' ? undefined : 'x', signal: AbortSignal.timeout(5000)})
+        assert.equal(res.status, 405, `${method} ${path}`)
+        assert.equal(res.headers.get('allow'), 'GET, HEAD')
+        assert.match(await res.text(), /use GET or HEAD/)
+      }
+    }
+    assert.equal((await p.http('/nope')).status, 404)
+  })
 })
