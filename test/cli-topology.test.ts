@@ -97,7 +97,7 @@ for (const kind of ['embedded', 'etcd'] as const) {
       a = await startRedis()
       b = await startRedis()
       c = await startRedis()
-      coord = await openCoordinator(cfg)
+      coord = await openCoordinator(cfg, {create: true})
       store = new TopologyStore(coord, product)
     })
 

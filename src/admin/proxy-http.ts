@@ -9,7 +9,12 @@ export interface StatusSource {
 export function startProxyHttp(source: StatusSource, host: string, port: number): Promise<Server> {
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0]
-    if (path === '/status') {
+    const known = path === '/status' || path === '/metrics'
+    // Read-only endpoints: anything but GET/HEAD is refused, as RFC 9110 section 15.5.6 asks (405 + Allow).
+    if (known && req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, {'content-type': 'text/plain', allow: 'GET, HEAD'})
+      res.end(`method ${req.method} not allowed on ${path}: use GET or HEAD\n`)
+    } else if (path === '/status') {
       res.writeHead(200, {'content-type': 'application/json'})
       res.end(JSON.stringify(source.status()))
     } else if (path === '/metrics') {

@@ -27,8 +27,9 @@
  * Keys are stored as BLOBs (their UTF-8 bytes) so that SQLite orders them exactly like etcd does.
  */
 import Database from 'better-sqlite3'
-import {closeSync, constants as fsc, mkdirSync, openSync, writeSync} from 'node:fs'
+import {closeSync, existsSync, constants as fsc, mkdirSync, openSync, writeSync} from 'node:fs'
 import {basename, dirname, resolve} from 'node:path'
+import {RstoreError} from '../errors.js'
 import {watchFiles, type FileWakeup} from './wakeup.js'
 import {CompactedError, CoordinatorClosedError, keyBytes, LeaseNotFoundError, prefixEnd, reportWatchError, validateOps} from './keys.js'
 import type {Compare, Coordinator, KeyValue, Lease, Op, TxnResult, WatchEvent, Watcher} from './types.js'
@@ -51,6 +52,20 @@ export interface EmbeddedOptions {
   changelogKeepMs?: number
   /** Trim the change log every this many revisions (default 1000). */
   trimEveryRevisions?: number
+  /**
+   * Create the file (and its folder) when it is missing. Default true. The CLI opens with false
+   * except for `slot init`: a file deleted or a mistyped path under a running
+   * cluster would otherwise become a fresh empty coordinator, a second truth beside the live one.
+   */
+  create?: boolean
+}
+
+/** The coordinator file is missing and the caller may not create it. */
+export class CoordinatorFileMissingError extends RstoreError {
+  constructor(readonly path: string) {
+    super('ENOTFOUND', `coordinator file ${path} does not exist; run 'rstore slot init' first, or check --coordinator-addr`)
+    this.name = 'CoordinatorFileMissingError'
+  }
 }
 
 interface KvRow {
@@ -222,10 +237,12 @@ export class EmbeddedCoordinator implements Coordinator {
     }
   }
 
-  /** Opens (creating it and its folder if missing) the coordinator file at path. */
+  /** Opens the coordinator file at path, creating it and its folder if missing unless create is false. */
   static async open(path: string, options: EmbeddedOptions = {}): Promise<EmbeddedCoordinator> {
     const file = resolve(path)
-    mkdirSync(dirname(file), {recursive: true})
+    const create = options.create ?? true
+    if (!create && !existsSync(file)) throw new CoordinatorFileMissingError(file)
+    if (create) mkdirSync(dirname(file), {recursive: true})
     const opts: Required<EmbeddedOptions> = {
       pollIntervalMs: options.pollIntervalMs ?? 10,
       useFsWatch: options.useFsWatch ?? true,
@@ -234,8 +251,16 @@ export class EmbeddedCoordinator implements Coordinator {
       changelogKeepRows: options.changelogKeepRows ?? 100_000,
       changelogKeepMs: options.changelogKeepMs ?? 10 * 60_000,
       trimEveryRevisions: options.trimEveryRevisions ?? 1000,
+      create,
     }
-    const db = new Database(file, {timeout: opts.busyTimeoutMs})
+    let db: Database.Database
+    try {
+      // fileMustExist: deleted between the check and here is still refused, never created.
+      db = new Database(file, {timeout: opts.busyTimeoutMs, fileMustExist: !create})
+    } catch (err) {
+      if (!create && !existsSync(file)) throw new CoordinatorFileMissingError(file)
+      throw err
+    }
     try {
       // Several processes may open a fresh file at once: switching to WAL and creating the schema can
       // meet a lock even with the busy timeout (SQLite does not always call the busy handler here).

@@ -5,8 +5,17 @@ export type {Compare, Coordinator, KeyValue, Lease, Op, TxnResult, WatchEvent, W
 export {createOnly} from './types.js'
 export {CompactedError, CoordinatorClosedError, LeaseNotFoundError} from './keys.js'
 
+export interface OpenOptions {
+  /**
+   * Embedded only: create the SQLite file when it is missing. Default false: only `slot init` creates
+   * it, every other command refuses a missing file (a deleted file or a wrong path would otherwise
+   * start a second, empty coordinator beside the live one).
+   */
+  create?: boolean
+}
+
 /** Opens the coordinator named by the config (embedded SQLite file by default, or etcd). */
-export async function openCoordinator(cfg: RstoreConfig): Promise<Coordinator> {
+export async function openCoordinator(cfg: RstoreConfig, opts: OpenOptions = {}): Promise<Coordinator> {
   if (cfg.coordinator === 'etcd') {
     const {EtcdCoordinator} = await import('./etcd.js')
     return EtcdCoordinator.connect(
@@ -17,5 +26,5 @@ export async function openCoordinator(cfg: RstoreConfig): Promise<Coordinator> {
     )
   }
   const {EmbeddedCoordinator} = await import('./embedded.js')
-  return EmbeddedCoordinator.open(cfg.coordinatorAddr)
+  return EmbeddedCoordinator.open(cfg.coordinatorAddr, {create: opts.create ?? false})
 }

@@ -8,6 +8,8 @@ export class ProxyMetrics {
   totalCommands = 0
   connectionsTotal = 0
   rejectedConnections = 0
+  /** AUTH / HELLO AUTH attempts refused (WRONGPASS). */
+  authFailures = 0
   private readonly bucketCounts = new Array<number>(BUCKETS_MS.length + 1).fill(0)
   private latencySumMs = 0
   /** Migration progress reported by the mover through the coordinator (optional). */
@@ -23,7 +25,7 @@ export class ProxyMetrics {
     this.bucketCounts[i]!++
   }
 
-  render(extra: {connections: number; epoch: number; online: boolean; backends: {addr: string; state: string; inFlight: number}[]}): string {
+  render(extra: {connections: number; epoch: number; online: boolean; backends: {addr: string; state: string; inFlight: number; timeouts?: number}[]}): string {
     const lines: string[] = []
     const metric = (name: string, type: string, help: string) => lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`)
     metric('rstore_commands_total', 'counter', 'Commands received, by name.')
@@ -53,6 +55,10 @@ export class ProxyMetrics {
     for (const b of extra.backends) lines.push(`rstore_backend_up{addr="${b.addr}"} ${b.state === 'up' ? 1 : 0}`)
     metric('rstore_backend_in_flight', 'gauge', 'Requests sent to the backend server and not yet answered.')
     for (const b of extra.backends) lines.push(`rstore_backend_in_flight{addr="${b.addr}"} ${b.inFlight}`)
+    metric('rstore_backend_timeouts_total', 'counter', 'Requests failed because the backend server did not answer within --backend-timeout.')
+    for (const b of extra.backends) lines.push(`rstore_backend_timeouts_total{addr="${b.addr}"} ${b.timeouts ?? 0}`)
+    metric('rstore_auth_failures_total', 'counter', 'AUTH attempts refused with WRONGPASS.')
+    lines.push(`rstore_auth_failures_total ${this.authFailures}`)
     metric('rstore_migration', 'gauge', 'Progress of the running migration job (slots and keys).')
     for (const [k, v] of Object.entries(this.migration)) lines.push(`rstore_migration{field="${k}"} ${v}`)
     return lines.join('\n') + '\n'

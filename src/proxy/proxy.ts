@@ -4,7 +4,7 @@ import type {Coordinator, Lease, Op, Watcher} from '../coord/types.js'
 import {PrefixMirror} from '../coord/prefix-mirror.js'
 import {TopologyStore} from '../coord/topology-store.js'
 import {topologyProblem, type ProxyInfo} from '../topology/model.js'
-import {BackendPool, setAfterRepliesHook} from './backend.js'
+import {BackendPool, DEFAULT_BACKEND_TIMEOUT_MS, setAfterRepliesHook} from './backend.js'
 import {dispatch, unpark, type DispatchContext} from './dispatch.js'
 import {answerLocal, REDIS_COMPAT_VERSION, RSTORE_VERSION, type LocalHost} from './local.js'
 import {ProxyMetrics} from './metrics.js'
@@ -26,6 +26,8 @@ export interface ProxyOptions {
   idleTimeoutSec: number
   /** Connections per backend server. */
   backendConnections: number
+  /** A backend request with no reply this long fails and its server is marked down (0 = wait forever), ms. */
+  backendTimeoutMs: number
   /** Lease TTL: how long the proxy survives without reaching the coordinator. */
   leaseTtlSec: number
   /** The id whose control key (`proxyctl/<id>`) says online/offline: shared by `--cpu` workers. */
@@ -39,6 +41,7 @@ export const DEFAULT_PROXY_OPTIONS: Omit<ProxyOptions, 'id' | 'host' | 'port' | 
   maxClients: 10_000,
   idleTimeoutSec: 0,
   backendConnections: 2,
+  backendTimeoutMs: DEFAULT_BACKEND_TIMEOUT_MS,
   leaseTtlSec: 5,
 }
 
@@ -80,7 +83,7 @@ export class Proxy implements SessionHost, LocalHost {
     private readonly log: Log = () => {},
   ) {
     this.store = new TopologyStore(coord, product)
-    this.pool = new BackendPool(opts.backendConnections)
+    this.pool = new BackendPool(opts.backendConnections, opts.backendTimeoutMs)
     this.ctx = {
       table: {epoch: 0, slots: buildRoutingTable({epoch: 0, slots: [], groups: new Map()}).slots, masters: []},
       pool: this.pool,

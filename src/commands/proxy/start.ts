@@ -2,6 +2,7 @@ import {Flags} from '@oclif/core'
 import {RstoreCommand} from '../../cli/base-command.js'
 import {runProxy} from '../../proxy/run.js'
 import {DEFAULT_LIMITS} from '../../proxy/resp.js'
+import {DEFAULT_BACKEND_TIMEOUT_MS} from '../../proxy/backend.js'
 
 export default class ProxyStart extends RstoreCommand<typeof ProxyStart> {
   static override description = `Start a Redis-protocol proxy that routes by slot to the server groups.
@@ -24,6 +25,11 @@ changes live and runs until SIGTERM or Ctrl-C.`
     'max-bulk-length': Flags.integer({description: 'largest bulk string in a request, bytes', default: DEFAULT_LIMITS.maxBulkLength, min: 1}),
     'max-args': Flags.integer({description: 'most arguments in one request', default: DEFAULT_LIMITS.maxArgs, min: 1}),
     'backend-connections': Flags.integer({description: 'pipelined connections per backend server', default: 2, min: 1, max: 64}),
+    'backend-timeout': Flags.integer({
+      description: 'fail a backend request with no reply after this many ms and mark its server down until it answers PING (0 = wait forever)',
+      default: DEFAULT_BACKEND_TIMEOUT_MS,
+      min: 0,
+    }),
     'lease-ttl': Flags.integer({description: 'coordinator lease TTL, seconds (fencing delay)', default: 5, min: 2}),
   }
 
@@ -40,6 +46,7 @@ changes live and runs until SIGTERM or Ctrl-C.`
         maxClients: f['max-clients'],
         idleTimeoutSec: f['idle-timeout'],
         backendConnections: f['backend-connections'],
+        backendTimeoutMs: f['backend-timeout'],
         leaseTtlSec: f['lease-ttl'],
         limits: {...DEFAULT_LIMITS, maxBulkLength: f['max-bulk-length'], maxArgs: f['max-args']},
       },

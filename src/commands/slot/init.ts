@@ -16,7 +16,7 @@ export default class SlotInit extends RstoreCommand<typeof SlotInit> {
   }
 
   public async run(): Promise<void> {
-    const res = await withTopologyStore(this.cfg, (store) => initSlots(store, {force: this.flags.force}))
+    const res = await withTopologyStore(this.cfg, (store) => initSlots(store, {force: this.flags.force}), {create: true})
     this.output(res, () => `${res.reset ? 'reset' : 'initialized'} ${res.slots} slots (all offline) for product '${this.cfg.product}', epoch ${res.epoch}`)
   }
 }
