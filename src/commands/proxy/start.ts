@@ -24,6 +24,8 @@ changes live and runs until SIGTERM or Ctrl-C.`
     'max-bulk-length': Flags.integer({description: 'largest bulk string in a request, bytes', default: DEFAULT_LIMITS.maxBulkLength, min: 1}),
     'max-args': Flags.integer({description: 'most arguments in one request', default: DEFAULT_LIMITS.maxArgs, min: 1}),
     'backend-connections': Flags.integer({description: 'pipelined connections per backend server', default: 2, min: 1, max: 64}),
+    'tls-cert': Flags.string({description: 'PEM certificate: serve clients over TLS (with --tls-key)', dependsOn: ['tls-key']}),
+    'tls-key': Flags.string({description: 'PEM private key of --tls-cert', dependsOn: ['tls-cert']}),
     'lease-ttl': Flags.integer({description: 'coordinator lease TTL, seconds (fencing delay)', default: 5, min: 2}),
   }
 
@@ -41,6 +43,8 @@ changes live and runs until SIGTERM or Ctrl-C.`
         idleTimeoutSec: f['idle-timeout'],
         backendConnections: f['backend-connections'],
         leaseTtlSec: f['lease-ttl'],
+        tlsCert: f['tls-cert'],
+        tlsKey: f['tls-key'],
         limits: {...DEFAULT_LIMITS, maxBulkLength: f['max-bulk-length'], maxArgs: f['max-args']},
       },
       (line) => this.log(line),
