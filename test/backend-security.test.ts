@@ -213,3 +213,46 @@ describe('TLS backends and a TLS proxy', () => {
     plainClient.disconnect()
   })
 })
+
+describe('an ACL user the operator names', () => {
+  let c: Cluster
+  let s: RedisServer
+  before(async () => {
+    c = await startCluster({groups: 0, proxies: 0, slots: 'none'})
+    s = await startRedis()
+    await s.client().call('ACL', 'SETUSER', 'ops', 'on', '>opspw', '~*', '&*', '+@all', '-flushall')
+    process.env.RSTORE_PROXY_BACKEND_USER = 'ops'
+    process.env.RSTORE_PROXY_BACKEND_PASSWORD = 'opspw'
+  })
+  after(async () => {
+    delete process.env.RSTORE_PROXY_BACKEND_USER
+    delete process.env.RSTORE_PROXY_BACKEND_PASSWORD
+    await c?.stop()
+    await s?.stop()
+  })
+
+  test('server add checks it logs in and leaves it alone; the proxy runs as it', async () => {
+    await c.cliOk(['server', 'add', '1', s.addr, 'master'])
+    await c.cliOk(['slot', 'range-set', '0', '1023', '1', 'online'])
+    const users = (await s.client().call('ACL', 'USERS')) as string[]
+    assert.deepEqual(users.sort(), ['default', 'ops'])
+    const r = (await c.startProxy()).client()
+    await r.set('a', '1')
+    await assert.rejects(r.eval("return redis.call('FLUSHALL')", 1, 'a'), REFUSED_BY_ACL)
+    assert.equal(await s.client().get('a'), '1')
+    assert.match(String(await s.client().call('CLIENT', 'LIST')), /user=ops/)
+    // A wrong password for the named user: server add refuses, one line.
+    process.env.RSTORE_PROXY_BACKEND_PASSWORD = 'nope'
+    const s2 = await startRedis()
+    try {
+      await s2.client().call('ACL', 'SETUSER', 'ops', 'on', '>opspw', '~*', '+@all')
+      const res = await c.cli(['server', 'add', '2', s2.addr, 'master'])
+      assert.notEqual(res.code, 0)
+      assert.equal(res.stderr.trim().split('\n').length, 1, res.stderr)
+      assert.match(res.stderr, /WRONGPASS/)
+    } finally {
+      process.env.RSTORE_PROXY_BACKEND_PASSWORD = 'opspw'
+      await s2.stop()
+    }
+  })
+})
