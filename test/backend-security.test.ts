@@ -9,7 +9,7 @@ import {after, before, describe, test} from 'node:test'
 import {Redis} from 'ioredis'
 import {slotOf} from '../src/topology/slots.js'
 import {startCluster, type Cluster} from './harness/cluster.js'
-import {freePort} from './harness/process.js'
+import {freePort, waitFor} from './harness/process.js'
 import {startRedis, type RedisServer} from './harness/redis.js'
 
 /** A key whose slot is in [from, to]. */
@@ -87,6 +87,15 @@ describe('EVAL cannot run what the proxy refuses (bug 4)', () => {
     await reads
     for (const k of keys) assert.equal(await r.get(k), k)
     assert.equal(await c.groups[1]!.client().exists(...keys), keys.length)
+    // A slot left migrating with no mover: the proxy itself MIGRATEs the key (as rstore-proxy) on access.
+    const key = keyIn(600, 1023, 'onaccess')
+    await r.set(key, 'v')
+    const store = await c.openStore()
+    const epoch = await store.update(() => ({slots: [{id: slotOf(key), state: 'migrating', group: 1, from: 2}]}))
+    await waitFor('proxy applies the migrating slot', async () => Number((await c.proxies[0]!.status()).epoch) >= epoch, 5000)
+    assert.equal(await r.get(key), 'v')
+    assert.equal(await c.groups[0]!.client().get(key), 'v', 'moved to group 1 by the proxy')
+    assert.equal(await c.groups[1]!.client().exists(key), 0)
   })
 })
 
@@ -254,5 +263,43 @@ describe('an ACL user the operator names', () => {
       process.env.RSTORE_PROXY_BACKEND_PASSWORD = 'opspw'
       await s2.stop()
     }
+  })
+})
+
+// Needs src/proxy/dispatch.ts to send `...conn.migrateAuth()` before KEYS in its on-access MIGRATE
+// (moveKeysThen); until then the source cannot log in to a password-protected target.
+describe('password-protected backends: a key read during a migration', {todo: 'dispatch.ts on-access MIGRATE sends no AUTH2 yet'}, () => {
+  let c: Cluster
+  const servers: RedisServer[] = []
+  before(async () => {
+    c = await startCluster({groups: 0, proxies: 0, slots: 'none'})
+    for (let i = 0; i < 2; i++) {
+      const s = await startRedis(['--user', 'admin', 'on', '>adminpw', '~*', '&*', '+@all'])
+      servers.push(s)
+      await s.client().call('ACL', 'SETUSER', 'default', 'off')
+    }
+    process.env.RSTORE_BACKEND_USER = 'admin'
+    process.env.RSTORE_BACKEND_PASSWORD = 'adminpw'
+  })
+  after(async () => {
+    delete process.env.RSTORE_BACKEND_USER
+    delete process.env.RSTORE_BACKEND_PASSWORD
+    await c?.stop()
+    for (const s of servers) await s.stop()
+  })
+
+  test('moves on access', async () => {
+    await c.cliOk(['server', 'add', '1', servers[0]!.addr, 'master'])
+    await c.cliOk(['server', 'add', '2', servers[1]!.addr, 'master'])
+    await c.cliOk(['slot', 'range-set', '0', '1023', '1', 'online'])
+    const r = (await c.startProxy()).client()
+    const key = keyIn(0, 1023, 'ak')
+    await r.set(key, 'v')
+    // The slot turns migrating 1 -> 2 with no mover: the proxy moves the key itself when it is read.
+    const store = await c.openStore()
+    await store.update(() => ({slots: [{id: slotOf(key), state: 'migrating', group: 2, from: 1}]}))
+    const epoch = (await store.load()).epoch
+    await waitFor('proxy applies the migrating slot', async () => Number((await c.proxies[0]!.status()).epoch) >= epoch, 5000)
+    assert.equal(await r.get(key), 'v')
   })
 })

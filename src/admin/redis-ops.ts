@@ -159,7 +159,8 @@ async function proxyUserRules(r: Redis, password: string, migrateHosts: string[]
   return [
     'reset', 'on', `>${password}`, '~*', '&*', '+@all', '-@admin', '-@dangerous',
     ...known.map((n) => `-${n}`),
-    '+restore',
+    // MIGRATE logs in to the target and sends SELECT 0 and RESTORE-ASKING there as this user.
+    '+restore', '+restore-asking', '+select|0',
     ...[...new Set(migrateHosts)].map((h) => `+migrate|${h}`),
   ]
 }

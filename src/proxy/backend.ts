@@ -1,6 +1,6 @@
 import {Socket} from 'node:net'
 import {connect as tlsConnect} from 'node:tls'
-import {authArgs, defaultSecurity, type BackendSecurity} from '../backends/credentials.js'
+import {authArgs, defaultSecurity, migrateAuthArgs, type BackendSecurity} from '../backends/credentials.js'
 import {ReplyScanner} from './resp.js'
 import {writeBatch} from './write.js'
 
@@ -106,6 +106,11 @@ export class BackendConn {
       sock.write(encodeAuth(auth))
       this.authPending = true
     }
+  }
+
+  /** `AUTH2 user pass` for a MIGRATE sent on this connection, so the server logs in to the target as this user. */
+  migrateAuth(): string[] {
+    return migrateAuthArgs(this.security)
   }
 
   private readonly onReply = (raw: Buffer): void => {
