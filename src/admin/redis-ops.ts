@@ -1,5 +1,7 @@
 import {Redis} from 'ioredis'
 import {RstoreError, UnreachableError} from '../errors.js'
+import {adminSecurity, ioredisSecurity, type BackendSecurity} from '../backends/credentials.js'
+import {unsupportedCommands} from '../proxy/commands.js'
 import {parseAddr} from '../topology/model.js'
 
 /** What a server says about its replication (ROLE and INFO replication). */
@@ -26,9 +28,18 @@ export interface RedisOps {
   /** `CLIENT PAUSE ms WRITE`: stops writes (reads go on) so that a replica can catch up. */
   pauseWrites(addr: string, ms: number): Promise<void>
   unpause(addr: string): Promise<void>
+  /**
+   * Creates or updates the proxy's ACL user (ACL SETUSER, idempotent: the same rules every time).
+   * Optional so unit-test stubs need not implement it.
+   */
+  setupProxyUser?(addr: string, user: string, password: string, migrateHosts: string[]): Promise<void>
+  /** Resolves if user/password log in on the server (an operator-named user). */
+  checkLogin?(addr: string, user: string, password: string | undefined): Promise<void>
 }
 
 export interface RedisOpsOptions {
+  /** Credential and TLS; default: the admin credential (docs/security.md). */
+  security?: BackendSecurity
   connectTimeoutMs?: number
   commandTimeoutMs?: number
 }
@@ -36,12 +47,14 @@ export interface RedisOpsOptions {
 export function redisOps(opts: RedisOpsOptions = {}): RedisOps {
   const connectTimeout = opts.connectTimeoutMs ?? 1500
   const commandTimeout = opts.commandTimeoutMs ?? 3000
+  const security = opts.security ?? adminSecurity()
 
   async function withClient<T>(addr: string, what: string, fn: (r: Redis) => Promise<T>): Promise<T> {
     const {host, port} = parseAddr(addr)
     const r = new Redis({
       host,
       port,
+      ...ioredisSecurity(security),
       lazyConnect: true,
       connectTimeout,
       commandTimeout,
@@ -95,6 +108,11 @@ export function redisOps(opts: RedisOpsOptions = {}): RedisOps {
           await r.call('REPLICAOF', 'NO', 'ONE')
         } else {
           const m = parseAddr(master)
+          // A replica logs in to a password-protected master with the admin credential.
+          if (security.password !== undefined) {
+            if (security.user) await r.call('CONFIG', 'SET', 'masteruser', security.user)
+            await r.call('CONFIG', 'SET', 'masterauth', security.password)
+          }
           await r.call('REPLICAOF', m.host, String(m.port))
         }
       }),
@@ -110,7 +128,41 @@ export function redisOps(opts: RedisOpsOptions = {}): RedisOps {
       withClient(addr, 'CLIENT UNPAUSE', async (r) => {
         await r.call('CLIENT', 'UNPAUSE')
       }),
+    setupProxyUser: (addr, user, password, hosts) =>
+      withClient(addr, `ACL SETUSER ${user}`, async (r) => {
+        await r.call('ACL', 'SETUSER', user, ...(await proxyUserRules(r, password, hosts)))
+        // Kept over a restart when the server has an ACL file; without one, a proxy re-creates it.
+        await r.call('ACL', 'SAVE').catch(() => {})
+      }),
+    checkLogin: async (addr, user, password) => {
+      const probe = redisOps({...opts, security: {...security, user, password}})
+      await probe.ping(addr)
+    },
   }
+}
+
+/**
+ * The proxy's ACL rules: every command but the administrative ones the proxy refuses (the refused list
+ * in src/proxy/commands.ts, plus SELECT/MOVE/SCRIPT/FUNCTION and Redis's @admin and @dangerous
+ * categories), so a script sent through EVAL cannot run them either (Redis checks ACLs inside
+ * scripts). Put back: RESTORE (clients may send it), and MIGRATE with the group servers' hosts as
+ * its first argument only: the proxy moves a key off a migrating slot with MIGRATE on access.
+ */
+async function proxyUserRules(r: Redis, password: string, migrateHosts: string[]): Promise<string[]> {
+  const refused = unsupportedCommands()
+    .filter((c) => /^administrative|only database 0/.test(c.why))
+    .map((c) => c.name)
+  const names = [...new Set([...refused, 'select', 'move', 'script', 'function', 'fcall', 'fcall_ro', 'keys'])]
+  // Older servers lack some commands (e.g. FAILOVER before 6.2): ACL SETUSER refuses unknown names.
+  const info = (await r.call('COMMAND', 'INFO', ...names)) as unknown[]
+  const known = names.filter((_, i) => info[i] !== null)
+  return [
+    'reset', 'on', `>${password}`, '~*', '&*', '+@all', '-@admin', '-@dangerous',
+    ...known.map((n) => `-${n}`),
+    // MIGRATE logs in to the target and sends SELECT 0 and RESTORE-ASKING there as this user.
+    '+restore', '+restore-asking', '+select|0',
+    ...[...new Set(migrateHosts)].map((h) => `+migrate|${h}`),
+  ]
 }
 
 function parseInfo(text: string): Record<string, string> {
@@ -126,6 +178,7 @@ function reason(err: unknown): string {
   const e = err as {code?: string; message?: string}
   const msg = e?.message ?? String(err)
   if (e?.code === 'ECONNREFUSED') return 'connection refused'
+  if (/WRONGPASS|NOAUTH|NOPERM/.test(msg)) return `${msg.split('\n')[0]} (check the user and password: RSTORE_BACKEND_USER, RSTORE_BACKEND_PASSWORD or the redis:// URL)`
   if (/timeout|ETIMEDOUT/i.test(msg)) return 'connect timed out'
   if (/Protocol error/i.test(msg)) return 'it does not speak the Redis protocol'
   return msg.split('\n')[0]!

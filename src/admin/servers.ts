@@ -27,6 +27,8 @@ import {
   type ServerRole,
   type Topology,
 } from '../topology/model.js'
+import {parseServerUrl} from '../backends/credentials.js'
+import {ensureProxyCredential} from '../backends/proxy-credential.js'
 import {redisOps, type RedisOps} from './redis-ops.js'
 import {formatSlotIds} from './slots.js'
 
@@ -129,9 +131,11 @@ export async function addServer(
   opts: ServerAdminOptions = {},
 ): Promise<AddServerResult> {
   const id = parseGroupId(groupText)
-  const {addr} = parseAddr(addrText)
+  // redis://user:pass@host:port or rediss://: that credential for this command; host:port is recorded.
+  const url = parseServerUrl(addrText)
+  const {addr, host} = parseAddr(url.addr)
   const role = parseRole(roleText)
-  const redis = opts.redis ?? redisOps()
+  const redis = opts.redis ?? redisOps({security: url.security})
 
   const before = await store.load()
   checkAdd(before, id, addr, role)
@@ -139,6 +143,7 @@ export async function addServer(
 
   await redis.ping(addr)
   const res: AddServerResult = {epoch: 0, group: id, addr, role, createdGroup: false, repointed: [], warnings: []}
+  await setupProxyUser(store, redis, before, addr, host, res)
   if (role === 'master') {
     const rep = await redis.replication(addr)
     if (rep.role === 'slave') {
@@ -166,6 +171,30 @@ export async function addServer(
 
   if (role === 'master') await repointSlaves(redis, slaves, addr, res)
   return res
+}
+
+/**
+ * Gives the server the proxy's ACL user (docs/security.md): the operator's must log in; rstore's own is
+ * (re)created with the same rules every time. Its MIGRATE is limited to the hosts of the group
+ * servers, so a server on a new host is added to that list on the servers already recorded.
+ */
+async function setupProxyUser(store: TopologyStore, redis: RedisOps, topo: Topology, addr: string, host: string, res: {warnings: string[]}): Promise<void> {
+  if (!redis.setupProxyUser || !redis.checkLogin) return // unit-test stubs
+  const cred = await ensureProxyCredential(store.coord, store.product)
+  if (cred.operator) {
+    await redis.checkLogin(addr, cred.user, cred.password)
+    return
+  }
+  const others = [...topo.groups.values()].flatMap((g) => g.servers.map((s) => s.addr))
+  const oldHosts = new Set(others.map((a) => parseAddr(a).host))
+  const hosts = [...oldHosts, host]
+  await redis.setupProxyUser(addr, cred.user, cred.password!, hosts)
+  if (oldHosts.has(host)) return
+  for (const other of others) {
+    await redis.setupProxyUser(other, cred.user, cred.password!, hosts).catch((err: Error) => {
+      res.warnings.push(`could not let the proxy user on ${other} MIGRATE to ${host}: ${err.message}`)
+    })
+  }
 }
 
 /** Points each slave at the new master; a slave that refuses is a warning, not a failure. */

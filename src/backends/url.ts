@@ -1,4 +1,5 @@
 import {ValidationError} from '../errors.js'
+import {adminSecurity} from './credentials.js'
 import {DEFAULT_POOL, type PoolSettings, type StoreKind} from './types.js'
 
 export interface StoreUrl {
@@ -58,12 +59,15 @@ export function parseStoreUrl(text: string): StoreUrl {
     }
   }
   const display = `${kind === 'mysql' ? 'mysql' : kind}://${u.username ? `${decodeURIComponent(u.username)}@` : ''}${u.hostname}:${port}${database ? `/${database}` : ''}`
+  // A Redis URL without a credential (e.g. `verify --from host:port` on a group server) logs in with
+  // the admin credential from the environment (docs/security.md), as the mover does.
+  const admin = kind === 'redis' && !u.username && !u.password ? adminSecurity() : {}
   return {
     kind,
     host: u.hostname,
     port,
-    user: u.username ? decodeURIComponent(u.username) : undefined,
-    password: u.password ? decodeURIComponent(u.password) : undefined,
+    user: u.username ? decodeURIComponent(u.username) : admin.user,
+    password: u.password ? decodeURIComponent(u.password) : admin.password,
     database,
     pool,
     prefix,

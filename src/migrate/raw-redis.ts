@@ -5,14 +5,16 @@
  * ~4.2 s instead of ~5.1 s, because ioredis spends its time building each command's arguments.
  */
 import {RstoreError, UnreachableError} from '../errors.js'
-import {BackendConn} from '../proxy/backend.js'
+import {adminSecurity, type BackendSecurity} from '../backends/credentials.js'
+import {BackendConn, DEFAULT_BACKEND_TIMEOUT_MS} from '../proxy/backend.js'
 import {decodeReply, RespError, type RespValue} from '../proxy/resp.js'
 
 export class RawRedis {
   private readonly conn: BackendConn
 
-  constructor(readonly addr: string) {
-    this.conn = new BackendConn(addr)
+  /** The mover's connections keep the admin credential (docs/security.md). */
+  constructor(readonly addr: string, security: BackendSecurity = adminSecurity()) {
+    this.conn = new BackendConn(addr, DEFAULT_BACKEND_TIMEOUT_MS, undefined, security)
   }
 
   /** Sends one command; resolves with its decoded reply (bulk strings as Buffers, sharing the reply's memory). */

@@ -7,6 +7,7 @@
 import {createHash} from 'node:crypto'
 import {Redis} from 'ioredis'
 import {RstoreError, UnreachableError} from '../errors.js'
+import {adminSecurity, ioredisSecurity, migrateAuthArgs} from '../backends/credentials.js'
 import {parseAddr} from '../topology/model.js'
 import {RawRedis} from './raw-redis.js'
 
@@ -40,7 +41,7 @@ export class Masters {
     let c = this.conns.get(addr)
     if (!c) {
       const {host, port} = parseAddr(addr)
-      c = new Redis({host, port, lazyConnect: false, maxRetriesPerRequest: 3, connectTimeout: 3000, enableAutoPipelining: false})
+      c = new Redis({host, port, ...ioredisSecurity(adminSecurity()), lazyConnect: false, maxRetriesPerRequest: 3, connectTimeout: 3000, enableAutoPipelining: false})
       c.on('error', () => {})
       this.conns.set(addr, c)
     }
@@ -108,7 +109,8 @@ export async function migrateKeys(src: Redis, target: string, keys: Buffer[], ti
   for (let attempt = 1; ; attempt++) {
     const args: (string | Buffer)[] = [host, String(port), '', '0', String(timeoutMs)]
     if (replace) args.push('REPLACE')
-    args.push('KEYS', ...keys)
+    // The source server logs in to the target with the admin credential.
+    args.push(...migrateAuthArgs(adminSecurity()), 'KEYS', ...keys)
     try {
       const reply = String(await src.call('MIGRATE', ...args))
       return {reply, replaced, ms: performance.now() - start}
@@ -127,7 +129,7 @@ export async function migrateKeys(src: Redis, target: string, keys: Buffer[], ti
 /** The master's maxmemory in bytes (0 = not set). */
 export async function maxmemory(addr: string): Promise<number> {
   const {host, port} = parseAddr(addr)
-  const r = new Redis({host, port, lazyConnect: true, connectTimeout: 2000, maxRetriesPerRequest: 0, retryStrategy: () => null})
+  const r = new Redis({host, port, ...ioredisSecurity(adminSecurity()), lazyConnect: true, connectTimeout: 2000, maxRetriesPerRequest: 0, retryStrategy: () => null})
   r.on('error', () => {})
   try {
     await r.connect()

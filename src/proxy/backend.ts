@@ -1,4 +1,6 @@
 import {Socket} from 'node:net'
+import {connect as tlsConnect} from 'node:tls'
+import {authArgs, defaultSecurity, migrateAuthArgs, type BackendSecurity} from '../backends/credentials.js'
 import {ReplyScanner} from './resp.js'
 import {writeBatch} from './write.js'
 
@@ -9,6 +11,12 @@ export type ReplyHandler = (raw: Buffer | null, error?: string) => void
 let afterReplies: () => void = () => {}
 export function setAfterRepliesHook(fn: () => void): void {
   afterReplies = fn
+}
+
+/** Called when a server refuses the connection's AUTH (the proxy re-creates its ACL user there). */
+let authRefused: (addr: string, error: string) => void = () => {}
+export function setAuthRefusedHook(fn: (addr: string, error: string) => void): void {
+  authRefused = fn
 }
 
 const RECONNECT_MIN_MS = 50
@@ -61,10 +69,15 @@ export class BackendConn {
   /** Requests failed by the stall check since start (rstore_backend_timeouts_total). */
   timeouts = 0
 
+  /** AUTH sent, reply not yet in: nothing else is written (it would run as the server's default user). */
+  private authPending = false
+
   constructor(
     readonly addr: string,
     readonly timeoutMs = DEFAULT_BACKEND_TIMEOUT_MS,
     private readonly onTimeout: (conn: BackendConn, text: string) => void = () => {},
+    /** Credential and TLS (docs/security.md); default: the process's (the proxy's ACL user in a proxy). */
+    private readonly security: BackendSecurity = defaultSecurity(),
   ) {
     const i = addr.lastIndexOf(':')
     this.host = addr.slice(0, i)
@@ -76,11 +89,12 @@ export class BackendConn {
     if (this.closed) return
     this.state = 'connecting'
     this.scanner.reset()
-    const sock = new Socket()
+    const tls = this.security.tls
+    const sock: Socket = tls ? tlsConnect({...tls, host: this.host, port: this.port, servername: tls.servername ?? this.host}) : new Socket()
     this.socket = sock
     sock.setNoDelay(true)
     sock.setKeepAlive(true, 30_000)
-    sock.on('connect', () => {
+    sock.on(tls ? 'secureConnect' : 'connect', () => {
       this.state = 'up'
       this.reconnectDelay = RECONNECT_MIN_MS
     })
@@ -93,7 +107,36 @@ export class BackendConn {
       this.lastError = err.message
     })
     sock.on('close', () => this.onClose(sock))
-    sock.connect(this.port, this.host)
+    if (!tls) sock.connect(this.port, this.host)
+    // AUTH goes first in the pipeline, so every request queued behind it runs as this user; a refused
+    // AUTH closes the connection and its queued requests fail with the server's words.
+    const auth = authArgs(this.security)
+    this.authPending = false
+    if (auth) {
+      this.sent++
+      this.extraMs.push(0)
+      this.handlers.push((raw) => {
+        if (this.socket !== sock) return
+        if (raw && raw[0] === 45) {
+          this.lastError = `AUTH as ${this.security.user ?? 'default'} refused: ${raw.toString('utf8', 1, raw.length - 2)}`
+          authRefused(this.addr, this.lastError)
+          sock.destroy()
+          return
+        }
+        this.authPending = false
+        if (this.outbox.length && !this.flushScheduled) {
+          this.flushScheduled = true
+          setImmediate(this.flush)
+        }
+      })
+      sock.write(encodeAuth(auth))
+      this.authPending = true
+    }
+  }
+
+  /** `AUTH2 user pass` for a MIGRATE sent on this connection, so the server logs in to the target as this user. */
+  migrateAuth(): string[] {
+    return migrateAuthArgs(this.security)
   }
 
   private readonly onReply = (raw: Buffer): void => {
@@ -185,7 +228,7 @@ export class BackendConn {
     this.flushScheduled = false
     const sock = this.socket
     const out = this.outbox
-    if (!sock || out.length === 0) return
+    if (!sock || out.length === 0 || this.authPending) return
     this.outbox = []
     writeBatch(sock, out)
   }
@@ -276,6 +319,10 @@ export class BackendConn {
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer)
     this.socket?.destroy()
   }
+}
+
+function encodeAuth(args: string[]): Buffer {
+  return Buffer.from(`*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`)
 }
 
 /**

@@ -260,7 +260,7 @@ function moveKeysThen(ctx: DispatchContext, session: Session, moves: MoveSet[], 
     const migrate = (replace: boolean) => {
       const cmd: (string | Buffer)[] = ['MIGRATE', host, port, '', '0', String(MIGRATE_TIMEOUT_MS)]
       if (replace) cmd.push('REPLACE')
-      cmd.push('KEYS', ...keys)
+      cmd.push(...conn.migrateAuth(), 'KEYS', ...keys)
       conn.send(encodeCommand(cmd), (reply, err) => {
         if (err) failed = err
         else if (reply![0] === 0x2d) {

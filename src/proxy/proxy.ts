@@ -1,4 +1,5 @@
 import {createServer, type Server, type Socket} from 'node:net'
+import {createServer as createTlsServer} from 'node:tls'
 import {ConflictError} from '../errors.js'
 import type {Coordinator, Lease, Op, Watcher} from '../coord/types.js'
 import {PrefixMirror} from '../coord/prefix-mirror.js'
@@ -34,6 +35,8 @@ export interface ProxyOptions {
   controlId?: string
   /** Reset the control key to offline at start (Reborn: a started proxy is offline). */
   resetControl?: boolean
+  /** Serve clients over TLS with this certificate (PEM) instead of plain TCP. */
+  tls?: {cert: Buffer; key: Buffer}
 }
 
 export const DEFAULT_PROXY_OPTIONS: Omit<ProxyOptions, 'id' | 'host' | 'port' | 'httpAddr'> = {
@@ -293,7 +296,12 @@ export class Proxy implements SessionHost, LocalHost {
 
   private listen(): Promise<void> {
     return new Promise((resolve, reject) => {
-      const server = createServer({noDelay: true}, (socket) => this.accept(socket))
+      const tls = this.opts.tls
+      const server: Server = tls
+        ? createTlsServer({cert: tls.cert, key: tls.key, noDelay: true}, (socket) => this.accept(socket))
+        : createServer({noDelay: true}, (socket) => this.accept(socket))
+      // A client that fails the TLS handshake is dropped; it never becomes a session.
+      if (tls) server.on('tlsClientError', () => {})
       server.on('error', reject)
       server.listen(this.opts.port, this.opts.host, () => {
         server.off('error', reject)

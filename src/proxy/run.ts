@@ -3,6 +3,10 @@ import type {RstoreConfig} from '../config.js'
 import {openCoordinator} from '../coord/index.js'
 import {startProxyHttp} from '../admin/proxy-http.js'
 import {parseAddr} from '../topology/model.js'
+import {setDefaultSecurity} from '../backends/credentials.js'
+import {proxySecurity, proxyUserRepair} from '../backends/proxy-credential.js'
+import {setAuthRefusedHook} from './backend.js'
+import {readTlsFiles} from './tls.js'
 import {Proxy, DEFAULT_PROXY_OPTIONS, type ProxyOptions} from './proxy.js'
 
 export interface RunProxyOptions extends Partial<ProxyOptions> {
@@ -11,6 +15,9 @@ export interface RunProxyOptions extends Partial<ProxyOptions> {
   httpAddr: string
   /** Worker processes sharing the port (Reborn's --cpu). */
   cpu: number
+  /** PEM files: serve clients over TLS. */
+  tlsCert?: string
+  tlsKey?: string
 }
 
 /**
@@ -41,7 +48,12 @@ export async function runProxy(cfg: RstoreConfig, o: RunProxyOptions, log: (line
   const id = worker ? `${o.id}-${worker}` : o.id
   const listen = parseAddr(o.addr)
   const http = parseAddr(o.httpAddr)
+  const tls = readTlsFiles(o.tlsCert, o.tlsKey)
   const coord = await openCoordinator(cfg)
+  // Backend connections log in as the proxy's ACL user (docs/security.md).
+  const sec = await proxySecurity(coord, cfg.product)
+  setDefaultSecurity(sec.security)
+  if (sec.warning) log(`[${id}] warning: ${sec.warning}`)
   const proxy = new Proxy(coord, cfg.product, {
     ...DEFAULT_PROXY_OPTIONS,
     ...o,
@@ -51,7 +63,9 @@ export async function runProxy(cfg: RstoreConfig, o: RunProxyOptions, log: (line
     host: listen.host,
     port: listen.port,
     httpAddr: o.httpAddr,
+    tls,
   }, (line) => log(`[${id}] ${line}`))
+  if (sec.managed) setAuthRefusedHook(proxyUserRepair(sec.managed, () => proxy.table.masters, (line) => log(`[${id}] ${line}`)))
   try {
     await proxy.start()
   } catch (err) {

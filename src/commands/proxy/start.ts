@@ -30,6 +30,8 @@ changes live and runs until SIGTERM or Ctrl-C.`
       default: DEFAULT_BACKEND_TIMEOUT_MS,
       min: 0,
     }),
+    'tls-cert': Flags.string({description: 'PEM certificate: serve clients over TLS (with --tls-key)', dependsOn: ['tls-key']}),
+    'tls-key': Flags.string({description: 'PEM private key of --tls-cert', dependsOn: ['tls-cert']}),
     'lease-ttl': Flags.integer({description: 'coordinator lease TTL, seconds (fencing delay)', default: 5, min: 2}),
   }
 
@@ -48,6 +50,8 @@ changes live and runs until SIGTERM or Ctrl-C.`
         backendConnections: f['backend-connections'],
         backendTimeoutMs: f['backend-timeout'],
         leaseTtlSec: f['lease-ttl'],
+        tlsCert: f['tls-cert'],
+        tlsKey: f['tls-key'],
         limits: {...DEFAULT_LIMITS, maxBulkLength: f['max-bulk-length'], maxArgs: f['max-args']},
       },
       (line) => this.log(line),

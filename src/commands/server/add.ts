@@ -14,7 +14,7 @@ export default class ServerAdd extends RstoreCommand<typeof ServerAdd> {
 
   static override args = {
     group: Args.string({description: 'group id, >= 1', required: true}),
-    addr: Args.string({description: 'host:port of the redis-server', required: true}),
+    addr: Args.string({description: 'host:port, redis://[user:pass@]host:port or rediss://... (TLS) of the redis-server', required: true}),
     role: Args.string({description: 'master | slave', required: true}),
   }
 
