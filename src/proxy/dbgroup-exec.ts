@@ -71,6 +71,14 @@ export class DbGroupExecutor {
     return this.current
   }
 
+  /**
+   * Keys whose cutover copy is still running. A write is answered once a copy that read the primary
+   * after it has landed; the closing check that repairs another proxy's older copy may still run.
+   */
+  get copiesInProgress(): number {
+    return this.copier.inProgress
+  }
+
   /** Switches to a new configuration; stores of removed or changed units close after a grace period. */
   setRouter(router: RuleRouter): void {
     this.current = router
