@@ -9,6 +9,8 @@ export interface RstoreConfig {
   coordinatorAddr: string
   dashboardAddr: string
   checkpointDir: string
+  /** A file holding the password proxy clients must AUTH with (kept out of `ps`, unlike --proxy-auth). */
+  proxyAuthFile?: string
 }
 
 export const DEFAULT_CONFIG: RstoreConfig = {
@@ -25,6 +27,7 @@ const KEYS: Record<string, keyof RstoreConfig> = {
   coordinator_addr: 'coordinatorAddr',
   dashboard_addr: 'dashboardAddr',
   checkpoint_dir: 'checkpointDir',
+  proxy_auth_file: 'proxyAuthFile',
 }
 
 /** Parses `key=value` lines; `#` and `;` start comments; unknown keys are an error (typos). */
@@ -72,7 +75,31 @@ export function loadConfig(file: string | undefined, overrides: Partial<RstoreCo
   const rel = (p: string) => (fromFile && path && !p.startsWith('/') ? resolve(baseDir, p) : resolve(p))
   if (cfg.coordinator === 'embedded') cfg.coordinatorAddr = rel(cfg.coordinatorAddr)
   cfg.checkpointDir = rel(cfg.checkpointDir)
+  if (cfg.proxyAuthFile) cfg.proxyAuthFile = rel(cfg.proxyAuthFile)
   return cfg
+}
+
+/**
+ * The password proxy clients must AUTH with: `--proxy-auth` (visible in `ps`, so warned about), else
+ * the RSTORE_PROXY_AUTH environment variable, else the file named by `proxy_auth_file`; none: no AUTH.
+ */
+export function proxyPassword(cfg: RstoreConfig, flag: string | undefined, warn: (line: string) => void, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (flag !== undefined) {
+    warn('--proxy-auth shows the password to every user of this machine (ps); use RSTORE_PROXY_AUTH or proxy_auth_file in the config')
+    if (!flag) throw new ValidationError('--proxy-auth is empty: give a password, or leave the flag out to run without AUTH')
+    return flag
+  }
+  if (env.RSTORE_PROXY_AUTH) return env.RSTORE_PROXY_AUTH
+  if (!cfg.proxyAuthFile) return undefined
+  let text: string
+  try {
+    text = readFileSync(cfg.proxyAuthFile, 'utf8')
+  } catch (err) {
+    throw new ValidationError(`cannot read proxy_auth_file '${cfg.proxyAuthFile}': ${(err as Error).message}`)
+  }
+  const pass = text.replace(/\r?\n$/, '')
+  if (!pass) throw new ValidationError(`proxy_auth_file '${cfg.proxyAuthFile}' is empty: put the clients' password in it`)
+  return pass
 }
 
 /** The coordinator key prefix of a product: everything lives below it. */

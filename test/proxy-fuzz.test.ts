@@ -133,8 +133,11 @@ describe('resp.ts unit', () => {
       ['*1\r\n$-2\r\n', /^invalid bulk length$/],
       ['*1\r\n$3\r\nabcXY', /^bulk string not terminated by CRLF$/],
       ['SET "a\r\n', /^unbalanced quotes in request$/],
-      ['*' + '1'.repeat(40), /^invalid multibulk length$/],
-      ['*1\r\n$' + '1'.repeat(40), /^invalid bulk length$/],
+      ['*' + '1'.repeat(40) + '\r\n', /^invalid multibulk length$/],
+      ['*1\r\n$' + '1'.repeat(40) + '\r\n', /^invalid bulk length$/],
+      // A header line that never ends is bounded like an inline request (64 KiB), as in Redis.
+      ['*' + '1'.repeat(65 * 1024), /^too big mbulk count string$/],
+      ['*1\r\n$' + '1'.repeat(65 * 1024), /^too big bulk count string$/],
     ]
     for (const [input, re] of cases) {
       assert.throws(() => new RequestParser().feed(Buffer.from(input)), (err: unknown) => err instanceof ProtocolError && re.test(err.message), JSON.stringify(input))

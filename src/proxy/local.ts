@@ -12,7 +12,8 @@ import {
   decodeReply,
   type RespValue,
 } from './resp.js'
-import type {ReplySlot, Session} from './session.js'
+import {createHash, timingSafeEqual} from 'node:crypto'
+import {flushDirtySessions, type ReplySlot, type Session} from './session.js'
 import type {BackendPool} from './backend.js'
 
 /** Version reported to clients; clients such as ioredis and redis-cli check it for features. */
@@ -25,6 +26,32 @@ export interface LocalHost {
   masters(): string[]
   info(): string
   sessions(): Session[]
+  /** An AUTH (or HELLO AUTH) was refused: counted in /metrics. */
+  onAuthFailure?(session: Session): void
+}
+
+/** Failed AUTH attempts a connection makes at full speed; later ones are answered more slowly. */
+export const AUTH_FREE_FAILURES = 3
+const AUTH_DELAY_FIRST_MS = 100
+const AUTH_DELAY_MAX_MS = 2000
+
+/**
+ * After a few failures on one connection each further AUTH reply is delayed (100 ms, doubling, at
+ * most 2 s), and the delays add up, so a pipelined guesser gets no more than one try per delay.
+ */
+function authDelayMs(session: Session): number {
+  const over = session.authFailures - AUTH_FREE_FAILURES
+  if (over <= 0) return 0
+  const delay = Math.min(AUTH_DELAY_FIRST_MS * 2 ** (over - 1), AUTH_DELAY_MAX_MS)
+  const now = Date.now()
+  session.authDelayUntil = Math.max(now, session.authDelayUntil) + delay
+  return session.authDelayUntil - now
+}
+
+/** Compares in time independent of where the strings differ (digests have equal length). */
+function samePassword(a: string, b: string): boolean {
+  const d = (x: string) => createHash('sha256').update(x).digest()
+  return timingSafeEqual(d(a), d(b))
 }
 
 const lower = (b: Buffer | undefined) => (b ? b.toString('latin1').toLowerCase() : '')
@@ -43,15 +70,18 @@ export function answerLocal(host: LocalHost, session: Session, spec: CommandSpec
       session.closeAfterReplies()
       return
     case 'auth':
-      return reply(auth(host, session, args.slice(1)))
+      return replyAuth(session, slot, auth(host, session, args.slice(1)))
     case 'select': {
       const db = args[1]!.toString()
       if (db === '0') return reply(OK)
       if (!/^-?\d+$/.test(db)) return reply(encodeError('ERR value is not an integer or out of range'))
       return reply(encodeError("ERR unsupported command 'select' in rstore proxy: only database 0 exists"))
     }
-    case 'hello':
-      return reply(hello(host, session, args))
+    case 'hello': {
+      const failures = session.authFailures
+      const r = hello(host, session, args)
+      return session.authFailures > failures ? replyAuth(session, slot, r) : reply(r)
+    }
     case 'client':
       return reply(client(host, session, args))
     case 'command':
@@ -76,6 +106,16 @@ export function answerLocal(host: LocalHost, session: Session, spec: CommandSpec
   }
 }
 
+/** An AUTH's reply: at once, or (a refusal after a few) delayed; later replies wait behind it in order. */
+function replyAuth(session: Session, slot: ReplySlot, r: Buffer): void {
+  const delay = r[0] === 0x2d ? authDelayMs(session) : 0
+  if (delay === 0) return session.fill(slot, r)
+  setTimeout(() => {
+    session.fill(slot, r)
+    flushDirtySessions()
+  }, delay).unref()
+}
+
 function auth(host: LocalHost, session: Session, creds: Buffer[]): Buffer {
   if (creds.length > 2) return encodeError('ERR syntax error')
   if (host.password === undefined) {
@@ -85,10 +125,12 @@ function auth(host: LocalHost, session: Session, creds: Buffer[]): Buffer {
   }
   const user = creds.length === 2 ? creds[0]!.toString() : 'default'
   const pass = creds[creds.length - 1]!.toString()
-  if (user === 'default' && pass === host.password) {
+  if (samePassword(user, 'default') && samePassword(pass, host.password)) {
     session.authed = true
     return OK
   }
+  session.authFailures++
+  host.onAuthFailure?.(session)
   return encodeError('WRONGPASS invalid username-password pair or user is disabled.')
 }
 

@@ -10,6 +10,8 @@ export class ProxyMetrics {
   rejectedConnections = 0
   /** AUTH / HELLO AUTH attempts refused (WRONGPASS). */
   authFailures = 0
+  /** Clients closed for passing a query/output buffer limit or the clients' memory ceiling. */
+  clientsClosedForLimits = 0
   private readonly bucketCounts = new Array<number>(BUCKETS_MS.length + 1).fill(0)
   private latencySumMs = 0
   /** Migration progress reported by the mover through the coordinator (optional). */
@@ -59,6 +61,8 @@ export class ProxyMetrics {
     for (const b of extra.backends) lines.push(`rstore_backend_timeouts_total{addr="${b.addr}"} ${b.timeouts ?? 0}`)
     metric('rstore_auth_failures_total', 'counter', 'AUTH attempts refused with WRONGPASS.')
     lines.push(`rstore_auth_failures_total ${this.authFailures}`)
+    metric('rstore_clients_closed_for_limits_total', 'counter', 'Clients closed past client-query-buffer-limit, client-output-buffer-limit or maxmemory-clients.')
+    lines.push(`rstore_clients_closed_for_limits_total ${this.clientsClosedForLimits}`)
     metric('rstore_migration', 'gauge', 'Progress of the running migration job (slots and keys).')
     for (const [k, v] of Object.entries(this.migration)) lines.push(`rstore_migration{field="${k}"} ${v}`)
     return lines.join('\n') + '\n'

@@ -1,4 +1,5 @@
 import {createServer, type Server, type Socket} from 'node:net'
+import {getHeapStatistics} from 'node:v8'
 import {createServer as createTlsServer} from 'node:tls'
 import {ConflictError} from '../errors.js'
 import type {Coordinator, Lease, Op, Watcher} from '../coord/types.js'
@@ -11,9 +12,15 @@ import {answerLocal, REDIS_COMPAT_VERSION, RSTORE_VERSION, type LocalHost} from 
 import {ProxyMetrics} from './metrics.js'
 import {DEFAULT_LIMITS, encodeError, type Limits, type Request} from './resp.js'
 import {buildRoutingTable, type RoutingTable} from './routing.js'
-import {flushDirtySessions, Session, type ReplySlot, type SessionHost} from './session.js'
+import {DEFAULT_CLIENT_LIMITS, flushDirtySessions, Session, type ClientLimits, type ReplySlot, type SessionHost} from './session.js'
 import {DbGroupExecutor} from './dbgroup-exec.js'
 import {RuleRouter} from './rule-route.js'
+
+/**
+ * The default ceiling on what all clients together may hold: a quarter of the V8 heap limit, so that
+ * parsed arguments (Buffer objects on the heap) can never grow the process to its heap limit.
+ */
+export const DEFAULT_MAXMEMORY_CLIENTS = Math.floor(getHeapStatistics().heap_size_limit / 4)
 
 export interface ProxyOptions {
   id: string
@@ -22,6 +29,10 @@ export interface ProxyOptions {
   httpAddr: string
   password?: string
   limits: Limits
+  /** Per-client query and output buffer bounds (docs/proxy-limits.md). */
+  clientLimits: ClientLimits
+  /** All clients together may hold this many bytes; past it the biggest are closed (Redis: maxmemory-clients). */
+  maxMemoryClients: number
   maxClients: number
   /** Close client connections idle this long (0 = never), seconds. */
   idleTimeoutSec: number
@@ -41,6 +52,8 @@ export interface ProxyOptions {
 
 export const DEFAULT_PROXY_OPTIONS: Omit<ProxyOptions, 'id' | 'host' | 'port' | 'httpAddr'> = {
   limits: DEFAULT_LIMITS,
+  clientLimits: DEFAULT_CLIENT_LIMITS,
+  maxMemoryClients: DEFAULT_MAXMEMORY_CLIENTS,
   maxClients: 10_000,
   idleTimeoutSec: 0,
   backendConnections: 2,
@@ -49,6 +62,9 @@ export const DEFAULT_PROXY_OPTIONS: Omit<ProxyOptions, 'id' | 'host' | 'port' | 
 }
 
 type Log = (line: string) => void
+
+/** A client holding less than this is not worth a scan of every client when it grows. */
+const CLIENT_MEMORY_SCAN_BYTES = 1024 * 1024
 
 /** A request waits at most this long for a held slot (only a mover that died mid-step holds longer). */
 const PARK_MAX_MS = 30_000
@@ -75,6 +91,7 @@ export class Proxy implements SessionHost, LocalHost {
   private applyAgain = false
   private stopped = false
   private parkTimer: NodeJS.Timeout | null = null
+  private memoryTimer: NodeJS.Timeout | null = null
   readonly startedAt = Date.now()
   /** Why the newest topology was refused, if it was. */
   topologyError = ''
@@ -128,6 +145,9 @@ export class Proxy implements SessionHost, LocalHost {
       }
     }, 1000)
     this.parkTimer.unref()
+    // Replies pile up without a read event: the ceiling is also checked on a timer.
+    this.memoryTimer = setInterval(() => this.enforceClientMemory(), 100)
+    this.memoryTimer.unref()
   }
 
   private onProgress(value: string): void {
@@ -323,7 +343,7 @@ export class Proxy implements SessionHost, LocalHost {
     }
     this.metrics.connectionsTotal++
     const id = this.nextSessionId++
-    const session = new Session(id, socket, this, this.opts.limits, this.opts.password !== undefined)
+    const session = new Session(id, socket, this, this.opts.limits, this.opts.password !== undefined, this.opts.clientLimits)
     this.sessionsById.set(id, session)
     if (this.opts.idleTimeoutSec > 0) {
       socket.setTimeout(this.opts.idleTimeoutSec * 1000, () => socket.destroy())
@@ -340,6 +360,40 @@ export class Proxy implements SessionHost, LocalHost {
 
   onClose(session: Session): void {
     this.sessionsById.delete(session.id)
+  }
+
+  onAuthFailure(): void {
+    this.metrics.authFailures++
+  }
+
+  onQueryGrowth(session: Session): void {
+    if (session.memoryBytes() >= CLIENT_MEMORY_SCAN_BYTES) this.enforceClientMemory()
+  }
+
+  onLimitClose(session: Session, why: string): void {
+    this.metrics.clientsClosedForLimits++
+    this.log(`closed client ${session.id} (${session.socket.remoteAddress}:${session.socket.remotePort}): ${why}`)
+  }
+
+  /** Past --maxmemory-clients, closes the clients holding the most until the rest fit (as Redis does). */
+  enforceClientMemory(): void {
+    const ceiling = this.opts.maxMemoryClients
+    if (ceiling <= 0) return
+    let total = 0
+    const big: [number, Session][] = []
+    for (const s of this.sessionsById.values()) {
+      if (s.closed || s.closing) continue
+      const m = s.memoryBytes()
+      total += m
+      if (m > 0) big.push([m, s])
+    }
+    if (total <= ceiling) return
+    big.sort((a, b) => b[0] - a[0])
+    for (const [m, s] of big) {
+      if (total <= ceiling) break
+      s.closeForLimit(`clients hold ${total} bytes > maxmemory-clients ${ceiling}; this one held ${m}`)
+      total -= m
+    }
   }
 
   sessions(): Session[] {
@@ -420,6 +474,7 @@ export class Proxy implements SessionHost, LocalHost {
   async stop(): Promise<void> {
     this.stopped = true
     if (this.parkTimer) clearInterval(this.parkTimer)
+    if (this.memoryTimer) clearInterval(this.memoryTimer)
     for (const w of this.watchers) await w.close().catch(() => {})
     this.server?.close()
     for (const s of this.sessionsById.values()) s.socket.destroy()

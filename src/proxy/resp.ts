@@ -21,6 +21,15 @@ export interface Limits {
 
 export const DEFAULT_LIMITS: Limits = {maxBulkLength: 512 * 1024 * 1024, maxArgs: 1024 * 1024, maxInlineLength: 64 * 1024}
 
+/** Before AUTH (when a password is set) Redis accepts at most 10 arguments of at most 16 KiB each. */
+export const PREAUTH_MAX_ARGS = 10
+export const PREAUTH_MAX_BULK = 16 * 1024
+/**
+ * What one parsed argument costs beyond its bytes (a Buffer slice object on the V8 heap): counted so
+ * that a million empty arguments weigh what they really hold (docs/proxy-limits.md).
+ */
+export const ARG_OVERHEAD_BYTES = 120
+
 export interface Request {
   args: Buffer[]
   /** The request's own bytes when it was sent as a RESP array (forwarded as-is when routed unchanged). */
@@ -67,7 +76,14 @@ export class RequestParser {
    * re-reading the whole request on every packet (which made requests with many arguments
    * quadratic: a 600k-argument MSET took 38 s).
    */
-  private partial: {args: Buffer[]; count: number; rawParts: Buffer[]} | null = null
+  private partial: {args: Buffer[]; count: number; rawParts: Buffer[]; rawBytes: number} | null = null
+  /**
+   * Set while the client has not authenticated (a password is set): Redis's pre-auth limits apply,
+   * and feed() returns at most one request, so that the request after an AUTH is parsed as authed.
+   */
+  preAuth = false
+  /** partial.rawBytes of the request being resumed (kept so suspend() need not re-sum its parts). */
+  private resumedRawBytes = 0
   /** Where the unparsed rest of the last buffer starts, when a parse returned -1. */
   private resumeAt = 0
 
@@ -88,11 +104,12 @@ export class RequestParser {
       const partial = this.partial
       if (partial) {
         this.partial = null
+        this.resumedRawBytes = partial.rawBytes
         const end = this.parseArgs(buf, 0, 0, partial.args, partial.count, partial.rawParts, out)
         if (end < 0) stop = this.resumeAt
         else pos = end
       }
-      while (stop < 0 && pos < buf.length) {
+      while (stop < 0 && pos < buf.length && !(this.preAuth && out.length > 0)) {
         const end = buf[pos] === STAR ? this.parseMultibulk(buf, pos, out) : this.parseInline(buf, pos, out)
         if (end < 0) stop = this.resumeAt
         else pos = end
@@ -116,17 +133,28 @@ export class RequestParser {
     return this.buffered
   }
 
+  /**
+   * What the parser holds for this client: unparsed bytes, plus the bytes and per-argument cost of a
+   * multibulk request cut short (the query buffer of Redis's client-query-buffer-limit).
+   */
+  heldBytes(): number {
+    const p = this.partial
+    return this.buffered + (p ? p.rawBytes + p.args.length * ARG_OVERHEAD_BYTES : 0)
+  }
+
   /** Returns the offset after the request, or -1 when incomplete (setting resumeAt and needed). */
   private parseMultibulk(buf: Buffer, start: number, out: Request[]): number {
     const lineEnd = buf.indexOf(CR, start)
     if (lineEnd < 0 || lineEnd + 1 >= buf.length) {
-      if (buf.length - start > 32) throw new ProtocolError('invalid multibulk length')
+      // Redis bounds a header line like an inline request (PROTO_INLINE_MAX_SIZE).
+      if (buf.length - start > this.limits.maxInlineLength) throw new ProtocolError('too big mbulk count string')
       this.resumeAt = start
       return -1
     }
     if (buf[lineEnd + 1] !== LF) throw new ProtocolError("expected '\\n' after multibulk length")
     const count = readInt(buf, start + 1, lineEnd)
-    if (Number.isNaN(count) || count > this.limits.maxArgs) throw new ProtocolError('invalid multibulk length')
+    if (lineEnd - start > 21 || Number.isNaN(count) || count > this.limits.maxArgs) throw new ProtocolError('invalid multibulk length')
+    if (this.preAuth && count > PREAUTH_MAX_ARGS) throw new ProtocolError('unauthenticated multibulk length')
     const pos = lineEnd + 2
     if (count <= 0) return pos // Redis ignores empty arrays
     return this.parseArgs(buf, start, pos, [], count, null, out)
@@ -144,12 +172,13 @@ export class RequestParser {
       }
       const lenEnd = buf.indexOf(CR, pos)
       if (lenEnd < 0 || lenEnd + 1 >= buf.length) {
-        if (buf.length - pos > 32) throw new ProtocolError('invalid bulk length')
+        if (buf.length - pos > this.limits.maxInlineLength) throw new ProtocolError('too big bulk count string')
         return this.suspend(buf, frameStart, pos, pos + 4, args, count, rawParts)
       }
       if (buf[lenEnd + 1] !== LF) throw new ProtocolError("expected '\\n' after bulk length")
       const len = readInt(buf, pos + 1, lenEnd)
-      if (Number.isNaN(len) || len < 0 || len > this.limits.maxBulkLength) throw new ProtocolError('invalid bulk length')
+      if (lenEnd - pos > 21 || Number.isNaN(len) || len < 0 || len > this.limits.maxBulkLength) throw new ProtocolError('invalid bulk length')
+      if (this.preAuth && len > PREAUTH_MAX_BULK) throw new ProtocolError('unauthenticated bulk length')
       const dataStart = lenEnd + 2
       const dataEnd = dataStart + len
       if (dataEnd + 2 > buf.length) return this.suspend(buf, frameStart, pos, dataEnd + 2, args, count, rawParts)
@@ -165,8 +194,12 @@ export class RequestParser {
   /** Keeps the complete arguments; the next feed resumes at pos once neededEnd - pos bytes are there. */
   private suspend(buf: Buffer, frameStart: number, pos: number, neededEnd: number, args: Buffer[], count: number, rawParts: Buffer[] | null): number {
     const parts = rawParts ?? []
-    if (pos > frameStart) parts.push(buf.subarray(frameStart, pos))
-    this.partial = {args, count, rawParts: parts}
+    let rawBytes = rawParts ? this.resumedRawBytes : 0
+    if (pos > frameStart) {
+      parts.push(buf.subarray(frameStart, pos))
+      rawBytes += pos - frameStart
+    }
+    this.partial = {args, count, rawParts: parts, rawBytes}
     this.needed = neededEnd - pos
     this.resumeAt = pos
     return -1

@@ -11,6 +11,7 @@ export interface ReplySlot {
 
 /** Sessions with replies ready to write; flushed once per batch of events, one write each. */
 const dirty = new Set<Session>()
+const EMPTY = Buffer.alloc(0)
 
 export function flushDirtySessions(): void {
   if (dirty.size === 0) return
@@ -18,10 +19,37 @@ export function flushDirtySessions(): void {
   dirty.clear()
 }
 
+/**
+ * Per-client memory bounds (docs/proxy-limits.md). Redis closes a client past
+ * client-query-buffer-limit; past the output bounds the proxy first stops reading the client (so a
+ * client that never reads cannot make it buffer more replies), then closes it.
+ */
+export interface ClientLimits {
+  /** Bytes the parser may hold for one client's unfinished request (Redis: client-query-buffer-limit, 1 GiB). */
+  queryBufferLimit: number
+  /** Unwritten reply bytes past which the client's requests are no longer read. */
+  outputPauseBytes: number
+  /** Replies answered but not yet written past which reading stops too (a deep pipeline never read). */
+  outputPauseReplies: number
+  /** Unwritten reply bytes past which the client is closed (Redis: client-output-buffer-limit). */
+  outputBufferLimit: number
+}
+
+export const DEFAULT_CLIENT_LIMITS: ClientLimits = {
+  queryBufferLimit: 1024 * 1024 * 1024,
+  outputPauseBytes: 4 * 1024 * 1024,
+  outputPauseReplies: 1024,
+  outputBufferLimit: 1024 * 1024 * 1024,
+}
+
 export interface SessionHost {
   handle(session: Session, req: Request): void
   onReplyDone(slot: ReplySlot): void
   onClose(session: Session): void
+  /** The client's parser now holds more than before (for the proxy-wide client memory ceiling). */
+  onQueryGrowth?(session: Session): void
+  /** The client was closed for passing one of its limits. */
+  onLimitClose?(session: Session, why: string): void
 }
 
 /** A client connection: parses requests, keeps reply order, holds per-connection state. */
@@ -29,7 +57,14 @@ export class Session {
   private readonly parser: RequestParser
   private readonly queue: ReplySlot[] = []
   private head = 0
-  authed: boolean
+  private authenticated: boolean
+  /** Reading is paused because replies pile up unread (resumed when they drain). */
+  private outputPaused = false
+  private drainArmed = false
+  /** Failed AUTH attempts on this connection (later ones are answered more slowly). */
+  authFailures = 0
+  /** When the last throttled AUTH reply is due: throttled replies are serialized. */
+  authDelayUntil = 0
   name: Buffer | null = null
   closing = false
   closed = false
@@ -47,9 +82,11 @@ export class Session {
     private readonly host: SessionHost,
     limits: Limits,
     needsAuth: boolean,
+    private readonly clientLimits: ClientLimits = DEFAULT_CLIENT_LIMITS,
   ) {
     this.parser = new RequestParser(limits)
-    this.authed = !needsAuth
+    this.authenticated = !needsAuth
+    this.parser.preAuth = needsAuth
     socket.setNoDelay(true)
     socket.on('data', (chunk: Buffer) => this.onData(chunk))
     socket.on('error', () => {})
@@ -60,27 +97,96 @@ export class Session {
     })
   }
 
+  get authed(): boolean {
+    return this.authenticated
+  }
+
+  /** Authentication also switches the parser's pre-auth limits. */
+  set authed(v: boolean) {
+    this.authenticated = v
+    this.parser.preAuth = !v
+  }
+
   private onData(chunk: Buffer): void {
     if (this.closing) return
-    let reqs: Request[]
+    const before = this.parser.heldBytes()
     try {
-      reqs = this.parser.feed(chunk)
+      let reqs = this.parser.feed(chunk)
+      this.lastCommandAt = Date.now()
+      this.run(reqs)
+      // Before AUTH the parser gives one request at a time: the next is parsed with the limits that
+      // the one before (an AUTH) left in force, as Redis does.
+      while (this.parser.preAuth && reqs.length > 0 && !this.closing && this.parser.pendingBytes() > 0) {
+        reqs = this.parser.feed(EMPTY)
+        this.run(reqs)
+      }
     } catch (err) {
       const msg = err instanceof ProtocolError ? err.message : String(err)
       // The requests before the malformed one run first (as in Redis), then the error, then the
-      // connection closes once every reply is written.
+      // connection closes once every reply is written, reading nothing more.
       if (err instanceof ProtocolError) this.run(err.requests)
       if (!this.closing) {
         // (Unless one of them was QUIT: then Redis closes without reading further.)
         this.pushReady(encodeError(`ERR Protocol error: ${msg}`), 'protocol')
         this.closing = true
       }
+      this.socket.pause()
       flushDirtySessions()
       return
     }
-    this.lastCommandAt = Date.now()
-    this.run(reqs)
+    const held = this.parser.heldBytes()
+    if (held > this.clientLimits.queryBufferLimit) {
+      // Redis closes such a client without a reply ("closing client that reached max query buffer length").
+      this.closeForLimit(`query buffer ${held} bytes > client-query-buffer-limit ${this.clientLimits.queryBufferLimit}`)
+      return
+    }
+    if (held > before) this.host.onQueryGrowth?.(this)
     flushDirtySessions()
+    this.checkOutput()
+  }
+
+  /** Memory this client holds in the proxy: its unfinished request and its unwritten replies. */
+  memoryBytes(): number {
+    return this.parser.heldBytes() + this.socket.writableLength
+  }
+
+  /** Closes the client at once for passing a limit (its unwritten replies are dropped). */
+  closeForLimit(why: string): void {
+    if (this.closed) return
+    this.closing = true
+    this.host.onLimitClose?.(this, why)
+    this.socket.destroy()
+  }
+
+  /**
+   * Output backpressure: stop reading while the client's replies pile up unwritten, close it past
+   * the output limit; reading resumes once its socket drains.
+   */
+  private checkOutput(): void {
+    if (this.closed) return
+    const lim = this.clientLimits
+    const unwritten = this.socket.writableLength
+    if (unwritten > lim.outputBufferLimit) {
+      this.closeForLimit(`output buffer ${unwritten} bytes > client-output-buffer-limit ${lim.outputBufferLimit}`)
+      return
+    }
+    const pile = unwritten > lim.outputPauseBytes || this.pendingReplies() + (this.held?.length ?? 0) > lim.outputPauseReplies
+    if (pile) {
+      if (!this.outputPaused) {
+        this.outputPaused = true
+        this.socket.pause()
+      }
+      if (unwritten > 0 && !this.drainArmed) {
+        this.drainArmed = true
+        this.socket.once('drain', () => {
+          this.drainArmed = false
+          this.checkOutput()
+        })
+      }
+    } else if (this.outputPaused) {
+      this.outputPaused = false
+      if (!this.closing) this.socket.resume()
+    }
   }
 
   private run(reqs: Request[]): void {
@@ -143,13 +249,19 @@ export class Session {
       }
     }
     writeBatch(this.socket, out)
-    if (this.closing && this.head === q.length) this.socket.end()
+    if (this.closing && this.head === q.length) this.endAfterWrites()
+    else if (this.outputPaused || this.socket.writableLength > this.clientLimits.outputPauseBytes) this.checkOutput()
   }
 
   /** Ends the connection once every queued reply has been written (QUIT). */
   closeAfterReplies(): void {
     this.closing = true
-    if (this.head === this.queue.length) this.socket.end()
+    if (this.head === this.queue.length) this.endAfterWrites()
+  }
+
+  /** Sends what is written, then closes: a client still sending cannot keep the connection open. */
+  private endAfterWrites(): void {
+    this.socket.end(() => this.socket.destroy())
   }
 
   pendingReplies(): number {

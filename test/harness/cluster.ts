@@ -93,7 +93,7 @@ export interface Cluster {
   /** cli() that throws (with stderr) unless the exit code is 0; returns stdout. */
   cliOk(args: string[], opts?: {timeoutMs?: number}): Promise<string>
   /** Starts (and by default puts online) one more proxy on this cluster; nodeArgs go to node (e.g. --cpu-prof). */
-  startProxy(opts?: {id?: string; args?: string[]; online?: boolean; nodeArgs?: string[]}): Promise<ClusterProxy>
+  startProxy(opts?: {id?: string; args?: string[]; online?: boolean; nodeArgs?: string[]; env?: NodeJS.ProcessEnv}): Promise<ClusterProxy>
   /** Opens the coordinator in this process (close it with closeStore / it is closed by stop()). */
   openStore(): Promise<TopologyStore>
   /** The group (1-based) that serves a key under the initial slot assignment. */
@@ -182,7 +182,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
         const started = startProcess(
           process.execPath,
           [...(o.nodeArgs ?? []), RSTORE_BIN, 'proxy', 'start', '--addr', `127.0.0.1:${port}`, '--http-addr', `127.0.0.1:${httpPort}`, '--id', id, ...allArgs, ...cluster.coordinatorArgs],
-          {cwd: dir},
+          {cwd: dir, env: o.env ? {...process.env, ...o.env} : undefined},
         )
         await waitFor(`proxy ${id} listening`, () => {
           if (started.child.exitCode !== null) throw new StopWaiting(`proxy ${id} exited with ${started.child.exitCode}`)
