@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import {mkdirSync, writeFileSync} from 'node:fs'
 import {join, resolve} from 'node:path'
 import {after, test} from 'node:test'
-import {DEFAULT_CONFIG, loadConfig, parseIni, productPrefix} from '../src/config.js'
+import {DEFAULT_CONFIG, loadConfig, parseIni, productPrefix, proxyPassword} from '../src/config.js'
 import {ValidationError} from '../src/errors.js'
 import {removeDir, tempDir} from './harness/process.js'
 
@@ -89,4 +89,24 @@ test('loadConfig: bad values are refused with a readable error', () => {
 
 test('productPrefix namespaces every key', () => {
   assert.equal(productPrefix('shop'), '/rstore/shop/')
+})
+
+test('proxyPassword: --proxy-auth (warned), else RSTORE_PROXY_AUTH, else proxy_auth_file (relative to the config file)', () => {
+  const sub = join(dir, 'auth')
+  mkdirSync(sub, {recursive: true})
+  writeFileSync(join(sub, 'pw.txt'), 's3cret\n')
+  writeFileSync(join(sub, 'empty.txt'), '')
+  writeFileSync(join(sub, 'config.ini'), 'proxy_auth_file=pw.txt\n')
+  const cfg = loadConfig(join(sub, 'config.ini'))
+  assert.equal(cfg.proxyAuthFile, join(sub, 'pw.txt'))
+  const warned: string[] = []
+  const warn = (l: string) => warned.push(l)
+  assert.equal(proxyPassword(cfg, undefined, warn, {}), 's3cret', 'from the file, its newline dropped')
+  assert.equal(proxyPassword(cfg, undefined, warn, {RSTORE_PROXY_AUTH: 'env-pw'}), 'env-pw', 'the environment wins over the file')
+  assert.deepEqual(warned, [])
+  assert.equal(proxyPassword(cfg, 'flag-pw', warn, {RSTORE_PROXY_AUTH: 'env-pw'}), 'flag-pw')
+  assert.match(warned[0]!, /ps/)
+  assert.equal(proxyPassword({...DEFAULT_CONFIG}, undefined, warn, {}), undefined, 'none: no AUTH')
+  assert.throws(() => proxyPassword({...cfg, proxyAuthFile: join(sub, 'empty.txt')}, undefined, warn, {}), (e: unknown) => e instanceof ValidationError && /is empty/.test(e.message))
+  assert.throws(() => proxyPassword({...cfg, proxyAuthFile: join(sub, 'nope.txt')}, undefined, warn, {}), (e: unknown) => e instanceof ValidationError && /cannot read proxy_auth_file/.test(e.message))
 })

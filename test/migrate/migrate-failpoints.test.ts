@@ -3,7 +3,8 @@
 // is hit on purpose. Each point gets its own 32-slot range; the ranges move from group 1 to group 2
 // one after another while the same workload runs, and everything is read back at the end.
 import assert from 'node:assert/strict'
-import {readdirSync} from 'node:fs'
+import {cpSync, mkdtempSync, readdirSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {test} from 'node:test'
 import Database from 'better-sqlite3'
@@ -32,6 +33,8 @@ for (const coordinator of ['embedded', 'etcd'] as const) {
     assert.deepEqual(CASES.map((c) => c.point).sort(), [...FAILPOINTS].sort(), 'every failpoint has a case')
     const c = await startCluster({groups: 2, proxies: 2, slots: 'group1', coordinator})
     let w: Workload | undefined
+    // Kept when the test fails: every mover's and proxy's output and the cluster's files.
+    const log: string[] = []
     try {
       w = new Workload([c.proxies[0]!.client(), c.proxies[1]!.client()], {initialPerKind: 1500, growPerKind: 300, writers: 6})
       await w.populate()
@@ -50,6 +53,7 @@ for (const coordinator of ['embedded', 'etcd'] as const) {
         const args = ['migrate', String(from), String(to), '2', '--lock-ttl', '1', ...(k.flags ?? [])]
         const m = startMover(c, args, {RSTORE_FAILPOINT: `${k.point}:${k.hit}`})
         const exit = await m.exited
+        log.push(`== ${k.point}:${k.hit} mover (${exit}):\n${m.output()}`)
         assert.equal(exit, 'SIGKILL', `${k.point}: the mover should have died there, it ended with ${exit}:\n${m.output()}`)
         const job = (await jobs(c)).find((j) => j.state === 'interrupted')
         assert.ok(job, `${k.point}: the job is left unfinished`)
@@ -62,6 +66,7 @@ for (const coordinator of ['embedded', 'etcd'] as const) {
           assert.ok(scans.some((r) => /^(\d+|-)\/(\d+|-)$/.test(r.cursor) && r.done === 0), `a two-lane scan stopped midway: ${JSON.stringify(scans)}`)
         }
         const resumed = await c.cli(['migrate', '--resume', '--lock-ttl', '1', ...(k.flags ?? [])], {timeoutMs: 120_000})
+        log.push(`== ${k.point}:${k.hit} resume (exit ${resumed.code}):\n${resumed.stdout}${resumed.stderr}`)
         assert.equal(resumed.code, 0, `${k.point}: resume failed:\n${resumed.stderr}\n${resumed.stdout}`)
         assert.match(resumed.stdout, /done \(resumed\): 32\/32 slot/, k.point)
         t.diagnostic(`${k.point}:${k.hit} killed (${job.progress.phase}, ${job.progress.slotsDone} done), resumed: ${resumed.stdout.trim().split('\n')[0]}`)
@@ -89,6 +94,15 @@ for (const coordinator of ['embedded', 'etcd'] as const) {
       assert.deepEqual((await strandedKeys(c.groups[0]!.client(), 0, moved)).internal, [], 'no pending set left on group 1')
       assert.deepEqual((await strandedKeys(c.groups[1]!.client(), 0, 1023)).internal, [], 'no pending set left on group 2')
       t.diagnostic(`${w.ops} writes, ${w.keys.size} keys`)
+    } catch (err) {
+      const dir = mkdtempSync(join(tmpdir(), `rstore-failpoints-${coordinator}-`))
+      for (const p of c.proxies) log.push(`== proxy ${p.id}:\n${p.proc.output()}`)
+      log.push(`== workload: ${JSON.stringify({errors: w?.errors.slice(0, 50), wrong: w?.wrong.slice(0, 50)})}`)
+      log.push(`== slots: ${JSON.stringify(await slotRanges(c).catch((e: Error) => e.message))}`)
+      writeFileSync(join(dir, 'log.txt'), log.join('\n'))
+      cpSync(c.dir, join(dir, 'cluster'), {recursive: true})
+      ;(err as Error).message += `\n(evidence kept in ${dir})`
+      throw err
     } finally {
       await w?.stop()
       await c.stop()
