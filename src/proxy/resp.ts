@@ -151,7 +151,7 @@ export class RequestParser {
       this.resumeAt = start
       return -1
     }
-    if (buf[lineEnd + 1] !== LF) throw new ProtocolError("expected '\\n' after multibulk length")
+    // Like Redis, the byte after the CR is skipped unread (it is not checked to be '\\n').
     const count = readInt(buf, start + 1, lineEnd)
     if (lineEnd - start > 21 || Number.isNaN(count) || count > this.limits.maxArgs) throw new ProtocolError('invalid multibulk length')
     if (this.preAuth && count > PREAUTH_MAX_ARGS) throw new ProtocolError('unauthenticated multibulk length')
@@ -167,22 +167,22 @@ export class RequestParser {
   private parseArgs(buf: Buffer, frameStart: number, pos: number, args: Buffer[], count: number, rawParts: Buffer[] | null, out: Request[]): number {
     while (args.length < count) {
       if (pos >= buf.length) return this.suspend(buf, frameStart, pos, pos + 4, args, count, rawParts)
-      if (buf[pos] !== DOLLAR) {
-        throw new ProtocolError(`expected '$', got '${String.fromCharCode(buf[pos]!)}'`)
-      }
+      // As in Redis, the header's line must be complete before its '$' is checked.
       const lenEnd = buf.indexOf(CR, pos)
       if (lenEnd < 0 || lenEnd + 1 >= buf.length) {
         if (buf.length - pos > this.limits.maxInlineLength) throw new ProtocolError('too big bulk count string')
         return this.suspend(buf, frameStart, pos, pos + 4, args, count, rawParts)
       }
-      if (buf[lenEnd + 1] !== LF) throw new ProtocolError("expected '\\n' after bulk length")
+      if (buf[pos] !== DOLLAR) {
+        throw new ProtocolError(`expected '$', got '${String.fromCharCode(buf[pos]!)}'`)
+      }
       const len = readInt(buf, pos + 1, lenEnd)
       if (lenEnd - pos > 21 || Number.isNaN(len) || len < 0 || len > this.limits.maxBulkLength) throw new ProtocolError('invalid bulk length')
       if (this.preAuth && len > PREAUTH_MAX_BULK) throw new ProtocolError('unauthenticated bulk length')
       const dataStart = lenEnd + 2
       const dataEnd = dataStart + len
       if (dataEnd + 2 > buf.length) return this.suspend(buf, frameStart, pos, dataEnd + 2, args, count, rawParts)
-      if (buf[dataEnd] !== CR || buf[dataEnd + 1] !== LF) throw new ProtocolError('bulk string not terminated by CRLF')
+      // Redis skips the two bytes after the data without checking them for CRLF; so does the proxy.
       args.push(buf.subarray(dataStart, dataEnd))
       pos = dataEnd + 2
     }

@@ -1,6 +1,6 @@
 import type {Socket} from 'node:net'
 import {writeBatch} from './write.js'
-import {ProtocolError, RequestParser, encodeError, type Limits, type Request} from './resp.js'
+import {ProtocolError, RequestParser, type Limits, type Request} from './resp.js'
 
 /** One reply position in a client's queue; replies are written strictly in request order. */
 export interface ReplySlot {
@@ -111,12 +111,14 @@ export class Session {
     if (this.closing) return
     const before = this.parser.heldBytes()
     try {
+      // Before AUTH the parser gives one request at a time: the next is parsed with the limits that
+      // the one before (an AUTH) left in force, as Redis does.
+      let oneAtATime = this.parser.preAuth
       let reqs = this.parser.feed(chunk)
       this.lastCommandAt = Date.now()
       this.run(reqs)
-      // Before AUTH the parser gives one request at a time: the next is parsed with the limits that
-      // the one before (an AUTH) left in force, as Redis does.
-      while (this.parser.preAuth && reqs.length > 0 && !this.closing && this.parser.pendingBytes() > 0) {
+      while (oneAtATime && reqs.length > 0 && !this.closing && this.parser.pendingBytes() > 0) {
+        oneAtATime = this.parser.preAuth
         reqs = this.parser.feed(EMPTY)
         this.run(reqs)
       }
@@ -127,7 +129,8 @@ export class Session {
       if (err instanceof ProtocolError) this.run(err.requests)
       if (!this.closing) {
         // (Unless one of them was QUIT: then Redis closes without reading further.)
-        this.pushReady(encodeError(`ERR Protocol error: ${msg}`), 'protocol')
+        // latin1: a byte quoted in the message ("expected '$', got 'X'") goes out as that byte, as in Redis.
+        this.pushReady(Buffer.from(`-ERR Protocol error: ${msg.replace(/[\r\n]+/g, ' ')}\r\n`, 'latin1'), 'protocol')
         this.closing = true
       }
       this.socket.pause()
