@@ -14,6 +14,12 @@ import {jobs, slotRanges, startMover} from './helpers.js'
 import {strandedKeys, Workload} from './workload.js'
 
 const EXTRA_KEYS = 120_000
+/**
+ * The migration lock's lease TTL (s): short, so each resume waits little for the killed mover's lease.
+ * Not 1: etcd3 keeps a lease alive every TTL/3 and gives up after one TTL without an answer, so under
+ * CPU pressure a 1 s lease was lost and the mover stopped on purpose (ELOCKLOST) before its failpoint.
+ */
+const LOCK_TTL = '2'
 
 /** Each failpoint, the hit to kill at, and extra flags (--hold-ms 0: the MIGRATE path). */
 const CASES: {point: Failpoint; hit: number; flags?: string[]}[] = [
@@ -50,7 +56,7 @@ for (const coordinator of ['embedded', 'etcd'] as const) {
       for (const [i, k] of CASES.entries()) {
         const from = i * 32
         const to = from + 31
-        const args = ['migrate', String(from), String(to), '2', '--lock-ttl', '1', ...(k.flags ?? [])]
+        const args = ['migrate', String(from), String(to), '2', '--lock-ttl', LOCK_TTL, ...(k.flags ?? [])]
         const m = startMover(c, args, {RSTORE_FAILPOINT: `${k.point}:${k.hit}`})
         const exit = await m.exited
         log.push(`== ${k.point}:${k.hit} mover (${exit}):\n${m.output()}`)
@@ -65,7 +71,7 @@ for (const coordinator of ['embedded', 'etcd'] as const) {
           db.close()
           assert.ok(scans.some((r) => /^(\d+|-)\/(\d+|-)$/.test(r.cursor) && r.done === 0), `a two-lane scan stopped midway: ${JSON.stringify(scans)}`)
         }
-        const resumed = await c.cli(['migrate', '--resume', '--lock-ttl', '1', ...(k.flags ?? [])], {timeoutMs: 120_000})
+        const resumed = await c.cli(['migrate', '--resume', '--lock-ttl', LOCK_TTL, ...(k.flags ?? [])], {timeoutMs: 120_000})
         log.push(`== ${k.point}:${k.hit} resume (exit ${resumed.code}):\n${resumed.stdout}${resumed.stderr}`)
         assert.equal(resumed.code, 0, `${k.point}: resume failed:\n${resumed.stderr}\n${resumed.stdout}`)
         assert.match(resumed.stdout, /done \(resumed\): 32\/32 slot/, k.point)
