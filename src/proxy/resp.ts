@@ -144,7 +144,7 @@ export class RequestParser {
 
   /** Returns the offset after the request, or -1 when incomplete (setting resumeAt and needed). */
   private parseMultibulk(buf: Buffer, start: number, out: Request[]): number {
-    const lineEnd = buf.indexOf(CR, start)
+    const lineEnd = lineEndAt(buf, start, CR)
     if (lineEnd < 0 || lineEnd + 1 >= buf.length) {
       // Redis bounds a header line like an inline request (PROTO_INLINE_MAX_SIZE).
       if (buf.length - start > this.limits.maxInlineLength) throw new ProtocolError('too big mbulk count string')
@@ -168,7 +168,7 @@ export class RequestParser {
     while (args.length < count) {
       if (pos >= buf.length) return this.suspend(buf, frameStart, pos, pos + 4, args, count, rawParts)
       // As in Redis, the header's line must be complete before its '$' is checked.
-      const lenEnd = buf.indexOf(CR, pos)
+      const lenEnd = lineEndAt(buf, pos, CR)
       if (lenEnd < 0 || lenEnd + 1 >= buf.length) {
         if (buf.length - pos > this.limits.maxInlineLength) throw new ProtocolError('too big bulk count string')
         return this.suspend(buf, frameStart, pos, pos + 4, args, count, rawParts)
@@ -207,7 +207,7 @@ export class RequestParser {
 
   /** Inline command: one line, arguments split on spaces, with "double" and 'single' quotes. */
   private parseInline(buf: Buffer, start: number, out: Request[]): number {
-    const lf = buf.indexOf(LF, start)
+    const lf = lineEndAt(buf, start, LF)
     if (lf < 0) {
       if (buf.length - start > this.limits.maxInlineLength) throw new ProtocolError('too big inline request')
       this.resumeAt = start
@@ -218,6 +218,18 @@ export class RequestParser {
     if (args.length > 0) out.push({args})
     return lf + 1
   }
+}
+
+/**
+ * Where the line starting at start ends (the offset of the first `end` byte), or -1. Redis finds it
+ * with strchr() on its query buffer, a C string: a NUL byte before it means "not there yet", so a
+ * header or inline line holding a NUL waits for more bytes until the line limit closes the client.
+ */
+function lineEndAt(buf: Buffer, start: number, end: number): number {
+  const at = buf.indexOf(end, start)
+  if (at < 0) return -1
+  for (let i = start; i < at; i++) if (buf[i] === 0) return -1 // header lines are a few bytes long
+  return at
 }
 
 const isSpace = (c: number) => c === 32 || (c >= 9 && c <= 13)
