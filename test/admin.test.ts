@@ -6,9 +6,9 @@ import {join} from 'node:path'
 import {EmbeddedCoordinator} from '../src/coord/embedded.js'
 import {PreconditionFailedError, TopologyStore} from '../src/coord/topology-store.js'
 import {ConflictError, NotFoundError, UnreachableError, ValidationError} from '../src/errors.js'
-import {compactSlots, formatSlotIds, initSlots, listSlots, setSlot, setSlotRange, slotInfo} from '../src/admin/slots.js'
-import {addGroup, addServer, listServers, promoteServer, removeGroup, removeServer} from '../src/admin/servers.js'
-import type {RedisOps, ReplicationState} from '../src/admin/redis-ops.js'
+import {compactSlots, formatSlotIds, initSlots, listSlots, setSlot, setSlotRange, slotInfo} from '../src/service/slots.js'
+import {addGroup, addServer, listServers, promoteServer, removeGroup, removeServer} from '../src/service/servers.js'
+import type {RedisOps, ReplicationState} from '../src/backends/redis-ops.js'
 import {removeDir, tempDir} from './harness/process.js'
 
 /** A fake fleet of Redis servers: records every command, answers from a table. */

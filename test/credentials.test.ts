@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import {test} from 'node:test'
 import {writeFileSync} from 'node:fs'
 import {join} from 'node:path'
-import {adminSecurity, authArgs, migrateAuthArgs, parseServerUrl, redact} from '../src/backends/credentials.js'
+import {adminSecurity, authArgs, migrateAuthArgs, parseServerUrl, redact} from '../src/resp/credentials.js'
 import {ValidationError} from '../src/errors.js'
 import {removeDir, tempDir} from './harness/process.js'
 

@@ -1,5 +1,5 @@
 /**
- * The proxy's RESP parsing under hostile input: unit tests of src/proxy/resp.ts (every split point),
+ * The proxy's RESP parsing under hostile input: unit tests of src/resp/resp.ts (every split point),
  * inline lines compared with redis-server, and thousands of random, truncated and malformed frames
  * sent to a running proxy (the built binary), which must answer errors or wait, never crash, and keep
  * serving well-behaved clients.
@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict'
 import {randomBytes} from 'node:crypto'
 import {after, before, describe, test} from 'node:test'
-import {DEFAULT_LIMITS, decodeReply, ProtocolError, ReplyScanner, RequestParser, RespError, splitInline, type Request} from '../src/proxy/resp.js'
+import {DEFAULT_LIMITS, decodeReply, ProtocolError, ReplyScanner, RequestParser, RespError, splitInline, type Request} from '../src/resp/resp.js'
 import {startCluster, type Cluster} from './harness/cluster.js'
 import {waitFor} from './harness/process.js'
 import {cmd, decodeOne, RawClient, ReplyError, type Reply} from './harness/raw.js'

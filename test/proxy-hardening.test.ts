@@ -4,8 +4,8 @@
  */
 import assert from 'node:assert/strict'
 import {after, before, describe, test} from 'node:test'
-import {encodeCommand} from '../src/proxy/resp.js'
-import {migrateTimeoutMs} from '../src/proxy/backend.js'
+import {encodeCommand} from '../src/resp/resp.js'
+import {migrateTimeoutMs} from '../src/resp/backend.js'
 import {startCluster, type Cluster, type ClusterProxy} from './harness/cluster.js'
 import {waitFor} from './harness/process.js'
 import {RawClient, ReplyError, cmd, type Reply} from './harness/raw.js'

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict'
 import {readFileSync} from 'node:fs'
 import {after, before, describe, test} from 'node:test'
-import {ARG_OVERHEAD_BYTES, ProtocolError, RequestParser} from '../src/proxy/resp.js'
+import {ARG_OVERHEAD_BYTES, ProtocolError, RequestParser} from '../src/resp/resp.js'
 import {startCluster, type Cluster, type ClusterProxy} from './harness/cluster.js'
 import {startRedis, type RedisServer} from './harness/redis.js'
 import {waitFor} from './harness/process.js'

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict'
 import {after, before, describe, test} from 'node:test'
 import {formatReply} from '../src/backends/reply.js'
-import {lookupCommand} from '../src/proxy/commands.js'
+import {lookupCommand} from '../src/resp/commands.js'
 import {DbGroupExecutor} from '../src/proxy/dbgroup-exec.js'
 import {RuleRouter} from '../src/proxy/rule-route.js'
 import type {RulesConfig} from '../src/topology/rules.js'

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import {test} from 'node:test'
 import {unpackKeys} from '../src/migrate/migration-store.js'
 import {BUCKET_ROW_KEYS, laneNext, lanesFrom, lanesText, ScanBuckets} from '../src/migrate/scan-buckets.js'
-import {encodeValue} from '../src/proxy/resp.js'
+import {encodeValue} from '../src/resp/resp.js'
 import {slotOf} from '../src/topology/slots.js'
 import {startRedis} from './harness/redis.js'
 

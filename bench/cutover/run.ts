@@ -6,8 +6,8 @@
  *   npm run build && node dist/bench/cutover/run.js [clients] [ops per client]
  */
 import {join} from 'node:path'
-import {startCutover} from '../../src/admin/cutover.js'
-import {addConfig} from '../../src/admin/rules-config.js'
+import {startCutover} from '../../src/service/cutover.js'
+import {addConfig} from '../../src/service/rules-config.js'
 import type {RstoreConfig} from '../../src/config.js'
 import {EmbeddedCoordinator} from '../../src/coord/embedded.js'
 import {TopologyStore} from '../../src/coord/topology-store.js'

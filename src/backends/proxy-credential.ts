@@ -5,9 +5,9 @@
  */
 import {randomBytes} from 'node:crypto'
 import {createOnly, type Coordinator} from '../coord/types.js'
-import {redisOps} from '../admin/redis-ops.js'
+import {redisOps} from './redis-ops.js'
 import {parseAddr} from '../topology/model.js'
-import {adminSecurity, operatorProxyUser, PROXY_ACL_USER, type BackendSecurity} from './credentials.js'
+import {adminSecurity, operatorProxyUser, PROXY_ACL_USER, type BackendSecurity} from '../resp/credentials.js'
 
 export interface ProxyCredential {
   user: string

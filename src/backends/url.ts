@@ -1,5 +1,5 @@
 import {ValidationError} from '../errors.js'
-import {adminSecurity} from './credentials.js'
+import {adminSecurity} from '../resp/credentials.js'
 import {DEFAULT_POOL, type PoolSettings, type StoreKind} from './types.js'
 
 export interface StoreUrl {

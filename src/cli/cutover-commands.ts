@@ -1,6 +1,6 @@
 import {Args, Flags, type Command} from '@oclif/core'
-import {withTopologyStore} from '../admin/context.js'
-import {abortCutover, cutoverStatus, finishCutover, startCutover, switchCutover, type CutoverResult} from '../admin/cutover.js'
+import {withTopologyStore} from '../service/context.js'
+import {abortCutover, cutoverStatus, finishCutover, startCutover, switchCutover, type CutoverResult} from '../service/cutover.js'
 import {RstoreCommand} from './base-command.js'
 import {fields} from './table.js'
 

@@ -1,6 +1,6 @@
 import {Args, Flags, type Command} from '@oclif/core'
-import {withTopologyStore} from '../admin/context.js'
-import {addConfig, listConfig, removeConfig, showConfig, updateConfig, type ConfigObject} from '../admin/rules-config.js'
+import {withTopologyStore} from '../service/context.js'
+import {addConfig, listConfig, removeConfig, showConfig, updateConfig, type ConfigObject} from '../service/rules-config.js'
 import {ValidationError} from '../errors.js'
 import type {ConfigKind, DbGroup, DbUnit, Rule, Shard} from '../topology/rules.js'
 import {RstoreCommand} from './base-command.js'

@@ -2,7 +2,7 @@ import {Flags} from '@oclif/core'
 import cliProgress from 'cli-progress'
 import {RstoreCommand} from '../cli/base-command.js'
 import {RstoreError} from '../errors.js'
-import {withTopologyStore} from '../admin/context.js'
+import {withTopologyStore} from '../service/context.js'
 import {backfill, groupMasterAddr, type BackfillProgress} from '../migrate/backfill.js'
 
 const fmtEta = (s: number | null) => (s === null ? '?' : s < 90 ? `${Math.ceil(s)}s` : s < 5400 ? `${Math.ceil(s / 60)}m` : `${(s / 3600).toFixed(1)}h`)

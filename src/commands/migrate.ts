@@ -1,7 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 import {RstoreCommand} from '../cli/base-command.js'
 import {ValidationError} from '../errors.js'
-import {moveFlags, moveOptions, runJobCommand, summaryText} from '../migrate/cli-support.js'
+import {moveFlags, moveOptions, runJobCommand, summaryText} from '../cli/migrate-support.js'
 import type {JobRequest} from '../migrate/mover.js'
 
 export default class Migrate extends RstoreCommand<typeof Migrate> {

@@ -1,6 +1,6 @@
 import {Args} from '@oclif/core'
-import {withTopologyStore} from '../admin/context.js'
-import {routeKey} from '../admin/route.js'
+import {withTopologyStore} from '../service/context.js'
+import {routeKey} from '../service/route.js'
 import {RstoreCommand} from '../cli/base-command.js'
 import {fields} from '../cli/table.js'
 

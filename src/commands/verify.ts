@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 import {RstoreCommand} from '../cli/base-command.js'
 import {RstoreError} from '../errors.js'
-import {withTopologyStore} from '../admin/context.js'
+import {withTopologyStore} from '../service/context.js'
 import {groupMasterAddr} from '../migrate/backfill.js'
 import {parseSlots, verify} from '../migrate/verify.js'
 

@@ -20,7 +20,7 @@ import {hostname} from 'node:os'
 import {PreconditionFailedError, type TopologyStore} from '../coord/topology-store.js'
 import {ConflictError, NotFoundError, RstoreError, ValidationError} from '../errors.js'
 import {masterOf, parseGroupId, parseSlotRange, type SlotInfo, type Topology} from '../topology/model.js'
-import {pendingSetKey} from '../proxy/routing.js'
+import {PENDING_INTACT, pendingSetKey} from '../topology/internal-keys.js'
 import {slotOf} from '../topology/slots.js'
 import {BarrierTimeoutError, ProxyAcks} from './barrier.js'
 import {canonicalJson, type CheckpointDb, type Job} from './checkpoints.js'
@@ -78,7 +78,6 @@ export const DEFAULT_MOVE_OPTIONS: MoveOptions = {
 }
 
 /** The member that marks a pending set as written only by proxies since the job marked its slot. */
-const PENDING_INTACT = '__rstore:intact'
 
 /** Script batches in flight while a held slot moves: source, target and mover work side by side. */
 const HELD_INFLIGHT = 5

@@ -5,9 +5,9 @@
  * ~4.2 s instead of ~5.1 s, because ioredis spends its time building each command's arguments.
  */
 import {RstoreError, UnreachableError} from '../errors.js'
-import {adminSecurity, type BackendSecurity} from '../backends/credentials.js'
-import {BackendConn, DEFAULT_BACKEND_TIMEOUT_MS} from '../proxy/backend.js'
-import {decodeReply, RespError, type RespValue} from '../proxy/resp.js'
+import {adminSecurity, type BackendSecurity} from '../resp/credentials.js'
+import {BackendConn, DEFAULT_BACKEND_TIMEOUT_MS} from '../resp/backend.js'
+import {decodeReply, RespError, type RespValue} from '../resp/resp.js'
 
 export class RawRedis {
   private readonly conn: BackendConn

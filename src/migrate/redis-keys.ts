@@ -7,16 +7,14 @@
 import {createHash} from 'node:crypto'
 import {Redis} from 'ioredis'
 import {RstoreError, UnreachableError} from '../errors.js'
-import {adminSecurity, ioredisSecurity, migrateAuthArgs} from '../backends/credentials.js'
+import {adminSecurity, ioredisSecurity, migrateAuthArgs} from '../resp/credentials.js'
 import {parseAddr} from '../topology/model.js'
 import {RawRedis} from './raw-redis.js'
-
-export const INTERNAL_PREFIX = Buffer.from('__rstore:')
+import {isReservedKeyAt} from '../topology/internal-keys.js'
 
 /** Whether the key buf[start, end) (the whole buffer by default) is one of rstore's own. */
 export function isInternalKey(buf: Buffer, start = 0, end = buf.length): boolean {
-  const n = INTERNAL_PREFIX.length
-  return end - start >= n && buf.compare(INTERNAL_PREFIX, 0, n, start, start + n) === 0
+  return isReservedKeyAt(buf, start, end)
 }
 
 export class MigrateError extends RstoreError {

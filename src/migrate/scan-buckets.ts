@@ -4,7 +4,7 @@
  * and packing them afterwards cost the mover ~1 µs per key, the larger half of a million-key scan.
  */
 import {slotOfRange} from '../topology/slots.js'
-import {readInt} from '../proxy/resp.js'
+import {readInt} from '../resp/resp.js'
 import {isInternalKey} from './redis-keys.js'
 
 /** Keys per stored bucket row (a held slot's move starts after reading one). */

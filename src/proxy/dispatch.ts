@@ -1,7 +1,7 @@
 import {slotOf} from '../topology/slots.js'
-import type {BackendPool, BackendConn} from './backend.js'
+import type {BackendPool, BackendConn} from '../resp/backend.js'
 import {dispatchByRule, type DbGroupExecutor} from './dbgroup-exec.js'
-import {arityOk, keyIndexes, lookupCommand, type CommandSpec} from './commands.js'
+import {arityOk, keyIndexes, lookupCommand, type CommandSpec} from '../resp/commands.js'
 import {
   decodeReply,
   encodeArrayOfRaw,
@@ -11,8 +11,9 @@ import {
   OK,
   RespError,
   type Request,
-} from './resp.js'
-import {INTERNAL_KEY_PREFIX, isReservedKey, pendingSetKey, type RoutingTable, type SlotRoute} from './routing.js'
+} from '../resp/resp.js'
+import {INTERNAL_KEY_PREFIX, isReservedKey, pendingSetKey} from '../topology/internal-keys.js'
+import type {RoutingTable, SlotRoute} from './routing.js'
 import type {ReplySlot, Session} from './session.js'
 
 /** How long MIGRATE may take to hand one batch of keys to the target (ms). */

@@ -1,4 +1,4 @@
-import {allCommands, lookupCommand, type CommandSpec} from './commands.js'
+import {allCommands, lookupCommand, type CommandSpec} from '../resp/commands.js'
 import {
   encodeArrayOfRaw,
   encodeBulk,
@@ -11,10 +11,10 @@ import {
   PONG,
   decodeReply,
   type RespValue,
-} from './resp.js'
+} from '../resp/resp.js'
 import {createHash, timingSafeEqual} from 'node:crypto'
 import {flushDirtySessions, type ReplySlot, type Session} from './session.js'
-import type {BackendPool} from './backend.js'
+import type {BackendPool} from '../resp/backend.js'
 
 /** Version reported to clients; clients such as ioredis and redis-cli check it for features. */
 export const REDIS_COMPAT_VERSION = '7.0.15'

@@ -28,18 +28,6 @@ export interface RoutingTable {
   masters: string[]
 }
 
-/** The key on a source group listing keys created in a pending slot (DESIGN.md section 5). */
-export function pendingSetKey(slot: number): string {
-  return `__rstore:pending:${slot}`
-}
-
-export const INTERNAL_KEY_PREFIX = '__rstore:'
-const RESERVED = Buffer.from(INTERNAL_KEY_PREFIX)
-
-/** Whether a client's key is in rstore's own key space (refused by the proxy, see README). */
-export function isReservedKey(key: Buffer): boolean {
-  return key.length >= RESERVED.length && key.compare(RESERVED, 0, RESERVED.length, 0, RESERVED.length) === 0
-}
 
 export function buildRoutingTable(topo: Topology): RoutingTable {
   const slots: SlotRoute[] = new Array(SLOT_COUNT)

@@ -1,4 +1,4 @@
-import {loadRulesConfig, parseRulesConfig} from '../admin/rules-config.js'
+import {loadRulesConfig, parseRulesConfig} from '../coord/rules-store.js'
 import type {TopologyStore} from '../coord/topology-store.js'
 import type {KeyValue} from '../coord/types.js'
 import {isActive, validateCutovers, type Cutover, type CutoverStep} from '../topology/cutover.js'

@@ -1,6 +1,6 @@
 import type {Socket} from 'node:net'
-import {writeBatch} from './write.js'
-import {ProtocolError, RequestParser, type Limits, type Request} from './resp.js'
+import {writeBatch} from '../resp/write.js'
+import {ProtocolError, RequestParser, type Limits, type Request} from '../resp/resp.js'
 
 /** One reply position in a client's queue; replies are written strictly in request order. */
 export interface ReplySlot {

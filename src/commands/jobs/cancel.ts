@@ -1,6 +1,6 @@
 import {Args} from '@oclif/core'
 import {RstoreCommand} from '../../cli/base-command.js'
-import {moveFlags, moveOptions, requestControl, runJobCommand, summaryText} from '../../migrate/cli-support.js'
+import {moveFlags, moveOptions, requestControl, runJobCommand, summaryText} from '../../cli/migrate-support.js'
 
 export default class JobsCancel extends RstoreCommand<typeof JobsCancel> {
   static override description = `Cancel a migrate/rebalance job. The slot in flight is finished (every slot ends online on

@@ -1,5 +1,5 @@
 import {RstoreCommand} from '../../cli/base-command.js'
-import {listing, listingText, openExistingCheckpoints} from '../../migrate/cli-support.js'
+import {listing, listingText, openExistingCheckpoints} from '../../cli/migrate-support.js'
 
 export default class Jobs extends RstoreCommand<typeof Jobs> {
   static override description = `List the data-moving jobs of the product (migrate, rebalance, backfill, ...) with their progress.

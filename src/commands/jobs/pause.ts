@@ -1,6 +1,6 @@
 import {Args} from '@oclif/core'
 import {RstoreCommand} from '../../cli/base-command.js'
-import {requestControl} from '../../migrate/cli-support.js'
+import {requestControl} from '../../cli/migrate-support.js'
 
 export default class JobsPause extends RstoreCommand<typeof JobsPause> {
   static override description = `Pause a running migrate/rebalance job after its batch in flight. A slot in flight stays

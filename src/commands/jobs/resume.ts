@@ -1,6 +1,6 @@
 import {Args} from '@oclif/core'
 import {RstoreCommand} from '../../cli/base-command.js'
-import {moveFlags, moveOptions, requestControl, runJobCommand, summaryText} from '../../migrate/cli-support.js'
+import {moveFlags, moveOptions, requestControl, runJobCommand, summaryText} from '../../cli/migrate-support.js'
 
 export default class JobsResume extends RstoreCommand<typeof JobsResume> {
   static override description = `Resume a migrate/rebalance job: a paused running job continues; a job that is not

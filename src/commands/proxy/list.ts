@@ -1,7 +1,7 @@
 import {RstoreCommand} from '../../cli/base-command.js'
 import {table} from '../../cli/table.js'
-import {withTopologyStore} from '../../admin/context.js'
-import {listProxies} from '../../admin/proxies.js'
+import {withTopologyStore} from '../../service/context.js'
+import {listProxies} from '../../service/proxies.js'
 
 export default class ProxyList extends RstoreCommand<typeof ProxyList> {
   static override description = 'List the registered proxies: id, address, state, applied epoch, uptime.'

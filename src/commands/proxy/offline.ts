@@ -1,7 +1,7 @@
 import {Args} from '@oclif/core'
 import {RstoreCommand} from '../../cli/base-command.js'
-import {withTopologyStore} from '../../admin/context.js'
-import {setProxyState} from '../../admin/proxies.js'
+import {withTopologyStore} from '../../service/context.js'
+import {setProxyState} from '../../service/proxies.js'
 
 export default class ProxyOffline extends RstoreCommand<typeof ProxyOffline> {
   static override description = 'Drain a proxy: it refuses routed commands and finishes those in flight.'

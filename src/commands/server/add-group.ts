@@ -1,6 +1,6 @@
 import {Args} from '@oclif/core'
-import {withTopologyStore} from '../../admin/context.js'
-import {addGroup} from '../../admin/servers.js'
+import {withTopologyStore} from '../../service/context.js'
+import {addGroup} from '../../service/servers.js'
 import {RstoreCommand} from '../../cli/base-command.js'
 
 export default class ServerAddGroup extends RstoreCommand<typeof ServerAddGroup> {

@@ -1,5 +1,5 @@
-import {withTopologyStore} from '../../admin/context.js'
-import {listServers} from '../../admin/servers.js'
+import {withTopologyStore} from '../../service/context.js'
+import {listServers} from '../../service/servers.js'
 import {RstoreCommand} from '../../cli/base-command.js'
 import {table} from '../../cli/table.js'
 

@@ -1,6 +1,6 @@
 import {Args, Flags} from '@oclif/core'
-import {withTopologyStore} from '../../admin/context.js'
-import {promoteServer} from '../../admin/servers.js'
+import {withTopologyStore} from '../../service/context.js'
+import {promoteServer} from '../../service/servers.js'
 import {RstoreCommand} from '../../cli/base-command.js'
 
 export default class ServerPromote extends RstoreCommand<typeof ServerPromote> {

@@ -1,6 +1,6 @@
 import {Args} from '@oclif/core'
-import {withTopologyStore} from '../../admin/context.js'
-import {removeGroup} from '../../admin/servers.js'
+import {withTopologyStore} from '../../service/context.js'
+import {removeGroup} from '../../service/servers.js'
 import {RstoreCommand} from '../../cli/base-command.js'
 
 export default class ServerRemoveGroup extends RstoreCommand<typeof ServerRemoveGroup> {

@@ -1,6 +1,6 @@
 import {Args} from '@oclif/core'
-import {withTopologyStore} from '../../admin/context.js'
-import {removeServer} from '../../admin/servers.js'
+import {withTopologyStore} from '../../service/context.js'
+import {removeServer} from '../../service/servers.js'
 import {RstoreCommand} from '../../cli/base-command.js'
 
 export default class ServerRemove extends RstoreCommand<typeof ServerRemove> {

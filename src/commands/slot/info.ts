@@ -1,6 +1,6 @@
 import {Args} from '@oclif/core'
-import {withTopologyStore} from '../../admin/context.js'
-import {slotInfo} from '../../admin/slots.js'
+import {withTopologyStore} from '../../service/context.js'
+import {slotInfo} from '../../service/slots.js'
 import {RstoreCommand} from '../../cli/base-command.js'
 import {fields} from '../../cli/table.js'
 

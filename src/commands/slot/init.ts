@@ -1,6 +1,6 @@
 import {Flags} from '@oclif/core'
-import {withTopologyStore} from '../../admin/context.js'
-import {initSlots} from '../../admin/slots.js'
+import {withTopologyStore} from '../../service/context.js'
+import {initSlots} from '../../service/slots.js'
 import {RstoreCommand} from '../../cli/base-command.js'
 
 export default class SlotInit extends RstoreCommand<typeof SlotInit> {

@@ -1,5 +1,5 @@
-import {withTopologyStore} from '../../admin/context.js'
-import {listSlots} from '../../admin/slots.js'
+import {withTopologyStore} from '../../service/context.js'
+import {listSlots} from '../../service/slots.js'
 import {RstoreCommand} from '../../cli/base-command.js'
 import {table} from '../../cli/table.js'
 

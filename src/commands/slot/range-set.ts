@@ -1,6 +1,6 @@
 import {Args, Flags} from '@oclif/core'
-import {withTopologyStore} from '../../admin/context.js'
-import {setSlotRange} from '../../admin/slots.js'
+import {withTopologyStore} from '../../service/context.js'
+import {setSlotRange} from '../../service/slots.js'
 import {RstoreCommand} from '../../cli/base-command.js'
 
 export default class SlotRangeSet extends RstoreCommand<typeof SlotRangeSet> {

@@ -1,6 +1,6 @@
 import {Args, Flags} from '@oclif/core'
-import {withTopologyStore} from '../../admin/context.js'
-import {setSlot} from '../../admin/slots.js'
+import {withTopologyStore} from '../../service/context.js'
+import {setSlot} from '../../service/slots.js'
 import {RstoreCommand} from '../../cli/base-command.js'
 
 export default class SlotSet extends RstoreCommand<typeof SlotSet> {

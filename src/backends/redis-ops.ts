@@ -1,7 +1,7 @@
 import {Redis} from 'ioredis'
 import {RstoreError, UnreachableError} from '../errors.js'
-import {adminSecurity, ioredisSecurity, type BackendSecurity} from '../backends/credentials.js'
-import {unsupportedCommands} from '../proxy/commands.js'
+import {adminSecurity, ioredisSecurity, type BackendSecurity} from '../resp/credentials.js'
+import {unsupportedCommands} from '../resp/commands.js'
 import {parseAddr} from '../topology/model.js'
 
 /** What a server says about its replication (ROLE and INFO replication). */
@@ -143,7 +143,7 @@ export function redisOps(opts: RedisOpsOptions = {}): RedisOps {
 
 /**
  * The proxy's ACL rules: every command but the administrative ones the proxy refuses (the refused list
- * in src/proxy/commands.ts, plus SELECT/MOVE/SCRIPT/FUNCTION and Redis's @admin and @dangerous
+ * in src/resp/commands.ts, plus SELECT/MOVE/SCRIPT/FUNCTION and Redis's @admin and @dangerous
  * categories), so a script sent through EVAL cannot run them either (Redis checks ACLs inside
  * scripts). Put back: RESTORE (clients may send it), and MIGRATE with the group servers' hosts as
  * its first argument only: the proxy moves a key off a migrating slot with MIGRATE on access.

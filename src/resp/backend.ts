@@ -1,6 +1,6 @@
 import {Socket} from 'node:net'
 import {connect as tlsConnect} from 'node:tls'
-import {authArgs, defaultSecurity, migrateAuthArgs, type BackendSecurity} from '../backends/credentials.js'
+import {authArgs, defaultSecurity, migrateAuthArgs, type BackendSecurity} from './credentials.js'
 import {ReplyScanner} from './resp.js'
 import {writeBatch} from './write.js'
 

@@ -27,9 +27,9 @@ import {
   type ServerRole,
   type Topology,
 } from '../topology/model.js'
-import {parseServerUrl} from '../backends/credentials.js'
+import {parseServerUrl} from '../resp/credentials.js'
 import {ensureProxyCredential} from '../backends/proxy-credential.js'
-import {redisOps, type RedisOps} from './redis-ops.js'
+import {redisOps, type RedisOps} from '../backends/redis-ops.js'
 import {formatSlotIds} from './slots.js'
 
 export interface ServerAdminOptions {
