@@ -1,6 +1,6 @@
 import {Command, Flags, type Interfaces} from '@oclif/core'
 import {loadConfig, type RstoreConfig} from '../config.js'
-import {RstoreError} from '../errors.js'
+import {dispositionOf, errorLine, RstoreError} from '../errors.js'
 
 /**
  * Shared flags and error handling for every rstore command: config loading (-c, overrides), --json,
@@ -46,14 +46,14 @@ export abstract class RstoreCommand<T extends typeof Command> extends Command {
 
   protected override async catch(err: Error & {exitCode?: number; oclif?: {exit?: number}}): Promise<unknown> {
     if (err instanceof RstoreError) {
-      process.stderr.write(`Error: ${err.message}\n`)
-      process.exitCode = (err as RstoreError & {exitCode?: number}).exitCode ?? 1
+      process.stderr.write(`Error: ${oneLineText(errorLine(err))}\n`)
+      process.exitCode = err.exitCode
       return
     }
     // oclif's own parse errors (unknown flag, missing arg) keep their message; make it one line.
     if (err.oclif?.exit !== undefined && err.oclif.exit !== 0 && !(err as {code?: string}).code?.startsWith('EEXIT')) {
       process.stderr.write(`Error: ${oneLine(err.message)}\n`)
-      process.exitCode = 2
+      process.exitCode = dispositionOf('EUSAGE').exit
       return
     }
     return super.catch(err)
@@ -69,4 +69,9 @@ function oneLine(message: string): string {
   const first = lines[0] ?? message
   const rest = lines.slice(1).map((l) => l.split(/\s+/)[0])
   return `${first.endsWith(':') ? `${first} ${rest.join(', ')}` : first} (see --help)`
+}
+
+/** An error's text on one line (a message quoting a multi-line server reply stays one line). */
+function oneLineText(text: string): string {
+  return text.replace(/\s*\n\s*/g, ' ')
 }

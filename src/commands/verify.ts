@@ -56,10 +56,9 @@ Works Redis to SQL (after a backfill) and Redis to Redis (after a migration: --s
         maxKeys: f['max-keys'],
       })
     } catch (e) {
-      // Exit 2 on any error: 1 means "differences".
-      const err = e instanceof RstoreError ? e : new RstoreError('EVERIFY', (e as Error).message)
-      ;(err as RstoreError & {exitCode?: number}).exitCode = 2
-      throw err
+      // Exit 2 on any error (EVERIFY): 1 means "differences", as diff(1) does.
+      if (e instanceof RstoreError && e.code === 'EVERIFY') throw e
+      throw new RstoreError('EVERIFY', (e as Error).message, e instanceof RstoreError ? e.hint : undefined)
     }
     const r = res
     this.output(r, () => {

@@ -16,7 +16,6 @@ import {RstoreError} from '../errors.js'
 import type {ProxyInfo} from '../topology/model.js'
 
 export class BarrierTimeoutError extends RstoreError {
-  readonly exitCode = 3
   constructor(
     message: string,
     readonly proxies: ProxyInfo[],

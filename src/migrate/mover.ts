@@ -122,7 +122,6 @@ export interface JobSummary {
 
 /** A stop asked for (SIGINT/SIGTERM): the job is left paused and resumable. */
 export class StoppedError extends RstoreError {
-  readonly exitCode = 130
   constructor(message: string) {
     super('ESTOPPED', message)
     this.name = 'StoppedError'
