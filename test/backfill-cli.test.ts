@@ -222,6 +222,89 @@ test('SIGKILL during backfill, then the same command resumes from the checkpoint
   assert.deepEqual([again.copied, again.skipped, again.resumed], [0, 40, false])
 })
 
+test('rstore jobs pause, resume and cancel a running backfill from another shell; a stopped one is cancelled or refused', async () => {
+  const url = await targetUrl('postgres', 'controlled')
+  const prod = nextProduct()
+  const args = ['backfill', '--to', 'postgres', '--source', src.addr, '--target', url, '--match', 'mix:str:*', '--batch', '10', '--concurrency', '2', '--rate', '150', ...base(prod)]
+  const child = spawn(process.execPath, [BIN, ...args, '--json'], {cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe']})
+  let out = ''
+  let err = ''
+  child.stdout.on('data', (d) => (out += d))
+  child.stderr.on('data', (d) => (err += d))
+  const exited = new Promise<number>((r) => child.once('exit', (code) => r(code ?? -1)))
+  const job = (): {id: string; state: string; scanned: number} => {
+    const db = new Database(join(cpDir, `${prod}.db`), {readonly: true})
+    try {
+      const r = db.prepare('SELECT id, state, progress FROM jobs').get() as {id: string; state: string; progress: string}
+      return {id: r.id, state: r.state, scanned: Number(JSON.parse(r.progress).scanned)}
+    } finally {
+      db.close()
+    }
+  }
+  const waitFor = async (what: string, ok: () => boolean) => {
+    const deadline = Date.now() + 20000
+    for (;;) {
+      try {
+        if (ok()) return
+      } catch {} // the checkpoint file appears a moment before its tables
+      assert.ok(Date.now() < deadline && child.exitCode === null, `${what}: ${err}`)
+      await new Promise((r) => setTimeout(r, 100))
+    }
+  }
+  await waitFor('backfill did not progress', () => job().scanned >= 100)
+  const {id} = job()
+  const pause = await rstore(['jobs', 'pause', id, ...base(prod)])
+  assert.equal(pause.code, 0, pause.stderr)
+  assert.match(pause.stdout, new RegExp(`pause requested: job ${id}`))
+  // Paused in place: after the batches in flight nothing more is scanned or copied.
+  await new Promise((r) => setTimeout(r, 1000))
+  const target = await openStore(parseStoreUrl(url), {reapIntervalMs: 0})
+  try {
+    const [scannedPaused, keysPaused] = [job().scanned, await target.dbsize()]
+    await new Promise((r) => setTimeout(r, 1500))
+    assert.deepEqual([job().scanned, await target.dbsize()], [scannedPaused, keysPaused], 'a paused backfill kept copying')
+    assert.ok(scannedPaused < 1000, `paused too late: ${scannedPaused}`)
+    assert.equal(child.exitCode, null, 'a paused backfill waits in place')
+    const resume = await rstore(['jobs', 'resume', id, ...base(prod)])
+    assert.equal(resume.code, 0, resume.stderr)
+    // (A page is committed once all its batches are copied: the target shows the progress first.)
+    for (const deadline = Date.now() + 20000; (await target.dbsize()) <= keysPaused; ) {
+      assert.ok(Date.now() < deadline && child.exitCode === null, `the resumed backfill did not continue: ${err}`)
+      await new Promise((r) => setTimeout(r, 50))
+    }
+    const cancel = await rstore(['jobs', 'cancel', id, ...base(prod)])
+    assert.equal(cancel.code, 0, cancel.stderr)
+    assert.equal(await exited, 0, err)
+    const res = JSON.parse(out)
+    assert.equal(res.state, 'cancelled')
+    assert.ok(res.scanned < 1000, `cancelled too late: ${res.scanned}`)
+    const after = job()
+    assert.equal(after.state, 'cancelled')
+    // Every key the checkpoint counts is on the target (a cancel loses no committed copy; the copies
+    // of a page cut short by the cancel stay too, uncounted: set-if-absent copies are harmless).
+    const onTarget = await target.dbsize()
+    assert.ok(onTarget >= res.copied + res.skipped && onTarget < 1000, `${onTarget} keys on the target, ${res.copied} + ${res.skipped} counted`)
+  } finally {
+    await target.close()
+  }
+  // A finished job takes no more requests; a backfill that is not running is cancelled here, or refused a resume.
+  const again = await rstore(['jobs', 'pause', id, ...base(prod)])
+  assert.equal(again.code, 1)
+  assert.match(again.stderr, new RegExp(`^Error: job ${id} is already cancelled\n$`))
+  const db = openCheckpoints(cpDir, prod)
+  const stale = createJob(db, 'backfill', {from: 'redis', to: 'postgres', source: src.addr, target: parseStoreUrl(url).display, match: 'mix:set:*'}, {scanned: 5, copied: 5, skipped: 0, expired: 0, failed: 0, cursor: '17', pages: 1, pid: 1, host: 'elsewhere'}, 'paused')
+  db.close()
+  const resumeStale = await rstore(['jobs', 'resume', stale.id, ...base(prod)])
+  assert.equal(resumeStale.code, 1)
+  assert.equal(resumeStale.stderr.trim().split('\n').length, 1, resumeStale.stderr)
+  assert.match(resumeStale.stderr, /is not running \(paused\).*finish it first by re-running the same command: rstore backfill --from redis --to postgres/)
+  const cancelStale = await rstore(['jobs', 'cancel', stale.id, '--json', ...base(prod)])
+  assert.equal(cancelStale.code, 0, cancelStale.stderr)
+  assert.deepEqual(JSON.parse(cancelStale.stdout), {job: stale.id, state: 'cancelled'})
+  const list = await rstore(['jobs', '--json', ...base(prod)])
+  assert.deepEqual(JSON.parse(list.stdout).map((j: {id: string; state: string}) => [j.id, j.state]).sort(), [[id, 'cancelled'], [stale.id, 'cancelled']].sort())
+})
+
 test('redis -> redis backfill (RESTORE without REPLACE) and verify by slot range with --repair', async () => {
   const prod = nextProduct()
   const c = dst.client()
@@ -276,7 +359,7 @@ test('a key that cannot be copied is retried, recorded and reported, never dropp
   }
 })
 
-test('a different backfill while one is unfinished is refused, naming it and how to finish it (DESIGN.md section 6)', async () => {
+test('a different backfill while one is unfinished is refused, naming it and how to finish it (docs/architecture.md, "Jobs and checkpoints")', async () => {
   const url = await targetUrl('postgres', 'unfinished')
   const prod = nextProduct()
   // An interrupted backfill of mix:str:1* (as left by Ctrl-C: paused, nothing copied yet).

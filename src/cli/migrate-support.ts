@@ -4,13 +4,15 @@
  */
 import {Flags} from '@oclif/core'
 import {existsSync} from 'node:fs'
-import {getPriority, hostname, setPriority} from 'node:os'
+import {hostname} from 'node:os'
 import {join} from 'node:path'
 import type {RstoreConfig} from '../config.js'
 import {ConflictError, NotFoundError} from '../errors.js'
 import {withTopologyStore} from '../service/context.js'
 import {table} from './table.js'
-import {listJobs, openCheckpoints, processAlive, type CheckpointDb, type Job} from '../migrate/checkpoints.js'
+import {lowerPriority, withStopSignal} from './job-front.js'
+import {getJob, listJobs, openCheckpoints, processAlive, setJobControl, updateJob, type CheckpointDb, type Job} from '../migrate/checkpoints.js'
+import {unfinishedError, type BackfillCheckpoint} from '../migrate/backfill.js'
 import {MigrationLock} from '../migrate/lock.js'
 import {MIGRATION_KINDS, MigrationStore, type MigrationProgress} from '../migrate/migration-store.js'
 import {DEFAULT_MOVE_OPTIONS, runMigrationJob, type JobRequest, type JobSummary, type MoveOptions} from '../migrate/mover.js'
@@ -72,36 +74,15 @@ export function moveOptions(f: MoveFlagValues): MoveOptions {
   }
 }
 
-/** Raises this process's nice value to at least `nice` (never lowers it). */
-function lowerPriority(nice: number, warn: (line: string) => void): void {
-  if (nice <= 0) return
-  try {
-    if (getPriority() < nice) setPriority(nice)
-  } catch (err) {
-    warn(`warning: cannot lower the mover's CPU priority (--nice ${nice}): ${(err as Error).message}`)
-  }
-}
-
 /** Runs a job with Ctrl-C / SIGTERM stopping it cleanly between batches (a second Ctrl-C exits). */
 export async function runJobCommand(cfg: RstoreConfig, req: JobRequest, opts: MoveOptions, ui: {json: boolean; write: (line: string) => void}): Promise<JobSummary> {
-  const ctl = new AbortController()
-  let signals = 0
-  const onSignal = () => {
-    if (++signals > 1) process.exit(130)
-    ui.write('stopping after the batch in flight (Ctrl-C again to exit now)...')
-    ctl.abort()
-  }
-  process.on('SIGINT', onSignal)
-  process.on('SIGTERM', onSignal)
   lowerPriority(opts.nice, ui.write)
   const db = openCheckpoints(cfg.checkpointDir, cfg.product)
   try {
-    return await withTopologyStore(cfg, (store) =>
-      runMigrationJob(store, db, req, opts, {tty: !ui.json && Boolean(process.stderr.isTTY), quiet: ui.json, write: ui.write}, ctl.signal),
+    return await withStopSignal(ui.write, 'stopping after the batch in flight (Ctrl-C again to exit now)...', (signal) =>
+      withTopologyStore(cfg, (store) => runMigrationJob(store, db, req, opts, {tty: !ui.json && Boolean(process.stderr.isTTY), quiet: ui.json, write: ui.write}, signal)),
     )
   } finally {
-    process.off('SIGINT', onSignal)
-    process.off('SIGTERM', onSignal)
     db.close()
   }
 }
@@ -213,34 +194,52 @@ export function listingText(rows: JobListing[]): string {
 }
 
 /**
- * `rstore jobs pause|resume|cancel <id>` on a running migration job: writes the request into the
- * checkpoint file; the mover reads it between batches. Returns whether the job's mover is running.
+ * `rstore jobs pause|resume|cancel <id>`: writes the request into the checkpoint file; the job reads
+ * it between batches. Migrations (migrate, rebalance) and backfills take all three. Returns whether
+ * the job is running; `settled` says the request was completed here (a stopped backfill cancelled).
  */
 export async function requestControl(
   cfg: RstoreConfig,
   id: string,
   control: 'pause' | 'run' | 'cancel',
-): Promise<{job: Job<MigrationProgress>; running: boolean}> {
+): Promise<{job: Job; running: boolean; settled?: string}> {
   const db = openExistingCheckpoints(cfg)
   if (!db) throw new NotFoundError(`no job '${id}': there is no checkpoint file ${join(cfg.checkpointDir, `${cfg.product}.db`)}`)
   try {
     const ms = new MigrationStore(db)
-    const job = ms.job(id)
-    if (!job) throw new NotFoundError(`no job '${id}' (see 'rstore jobs')`)
-    if (!(MIGRATION_KINDS as readonly string[]).includes(job.kind)) {
-      throw new ConflictError(`job ${id} is a ${job.kind} job: only migrate and rebalance jobs take pause/resume/cancel from another shell (stop a ${job.kind} with Ctrl-C and run the same command again to resume it)`)
-    }
+    const job = ms.job(id) ?? getJob(db, id)
+    if (!job) throw new NotFoundError(`no job '${id}'`, "see 'rstore jobs'")
     if (job.state === 'done' || job.state === 'cancelled') throw new ConflictError(`job ${id} is already ${job.state}`)
+    if (job.kind === 'backfill') return backfillControl(db, job as unknown as Job<BackfillCheckpoint>, control)
+    if (!(MIGRATION_KINDS as readonly string[]).includes(job.kind)) {
+      throw new ConflictError(`job ${id} is a ${job.kind} job: only migrate, rebalance and backfill jobs take pause/resume/cancel`)
+    }
     const holder = await withTopologyStore(cfg, (store) => MigrationLock.holder(store))
     const running = holder?.job === id
     if (control === 'pause' && !running) {
-      throw new ConflictError(`job ${id} is not running (${job.state}${job.progress.error ? `: ${job.progress.error}` : ''}); nothing to pause. Resume it with 'rstore jobs resume ${id}'`)
+      const progress = job.progress as {error?: string}
+      throw new ConflictError(`job ${id} is not running (${job.state}${progress.error ? `: ${progress.error}` : ''}); nothing to pause`, `resume it with 'rstore jobs resume ${id}'`)
     }
     ms.setControl(id, control)
     return {job, running}
   } finally {
     db.close()
   }
+}
+
+/** A backfill reads its control between pages; one that is not running is resumed by its own command. */
+function backfillControl(db: CheckpointDb, job: Job<BackfillCheckpoint>, control: 'pause' | 'run' | 'cancel'): {job: Job; running: boolean; settled?: string} {
+  const running = jobAlive(job as unknown as Job)
+  const again = unfinishedError(job).hint
+  if (!running && control === 'pause') throw new ConflictError(`backfill job ${job.id} is not running (${job.state}); nothing to pause`, again)
+  if (!running && control === 'run') throw new ConflictError(`backfill job ${job.id} is not running (${job.state}); 'rstore jobs resume' only continues a paused running backfill`, again)
+  if (!running) {
+    // Nothing copies any more: the job is over; the keys it copied stay (set-if-absent copies are harmless).
+    updateJob(db, job.id, {state: 'cancelled'})
+    return {job: job as unknown as Job, running, settled: `backfill job ${job.id} cancelled (it was not running; the keys it copied stay on the target)`}
+  }
+  setJobControl(db, job.id, control)
+  return {job: job as unknown as Job, running}
 }
 
 export {MigrationStore}

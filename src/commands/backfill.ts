@@ -1,11 +1,10 @@
 import {Flags} from '@oclif/core'
-import cliProgress from 'cli-progress'
 import {RstoreCommand} from '../cli/base-command.js'
-import {RstoreError} from '../errors.js'
+import {CountBar, withStopSignal} from '../cli/job-front.js'
+import {dispositionOf, RstoreError} from '../errors.js'
 import {withTopologyStore} from '../service/context.js'
 import {backfill, groupMasterAddr, type BackfillProgress} from '../migrate/backfill.js'
 
-const fmtEta = (s: number | null) => (s === null ? '?' : s < 90 ? `${Math.ceil(s)}s` : s < 5400 ? `${Math.ceil(s / 60)}m` : `${(s / 3600).toFixed(1)}h`)
 
 export default class Backfill extends RstoreCommand<typeof Backfill> {
   static override description = `Copy keys from Redis to MySQL, PostgreSQL or Redis, never overwriting a key present on the target.
@@ -33,76 +32,58 @@ Set-if-absent per key (INSERT IGNORE / ON CONFLICT DO NOTHING, RESTORE without R
 
   async run(): Promise<void> {
     const f = this.flags
-    const tty = !f.json && Boolean(process.stderr.isTTY)
-    let bar: cliProgress.SingleBar | undefined
-    let lastLine = 0
-    const onProgress = (p: BackfillProgress) => {
-      const done = p.scanned
-      if (bar) {
-        bar.setTotal(Math.max(p.total, done))
-        bar.update(done, {kps: Math.round(p.keysPerSec), eta_h: fmtEta(p.etaSeconds)})
-      } else if (!f.json && Date.now() - lastLine >= 1000) {
-        lastLine = Date.now()
-        const pct = p.total ? ` (${Math.min(100, Math.floor((100 * done) / p.total))}%)` : ''
-        process.stderr.write(`backfill: ${done}/${p.total} keys${pct}, ${Math.round(p.keysPerSec)} keys/s, ETA ${fmtEta(p.etaSeconds)}; copied ${p.copied}, present ${p.skipped}, expired/deleted ${p.expired}, failed ${p.failed}\n`)
+    const write = (line: string) => process.stderr.write(line + '\n')
+    const bar = new CountBar('backfill', {tty: !f.json && Boolean(process.stderr.isTTY), quiet: f.json, write})
+    const onProgress = (p: BackfillProgress) =>
+      bar.update({
+        done: p.scanned,
+        total: p.total,
+        keysPerSec: p.keysPerSec,
+        etaSeconds: p.etaSeconds,
+        status: p.paused ? "paused ('rstore jobs resume' continues)" : undefined,
+        detail: `copied ${p.copied}, present ${p.skipped}, expired/deleted ${p.expired}, failed ${p.failed}`,
+      })
+    const stopping = 'backfill: stopping after the batches in flight (the job is paused; re-run to resume)'
+    await withStopSignal(write, stopping, async (signal) => {
+      try {
+        const source = f.source ?? (await withTopologyStore(this.cfg, (store) => groupMasterAddr(store, f.group!)))
+        if (f.group !== undefined && !f.json) process.stderr.write(`backfill: group ${f.group}'s master is ${source}\n`)
+        const res = await backfill({
+          from: f.from,
+          to: f.to,
+          source,
+          target: f.target,
+          match: f.match,
+          concurrency: f.concurrency,
+          rate: f.rate,
+          delay: f.delay,
+          batch: f.batch,
+          checkpointDir: this.cfg.checkpointDir,
+          product: this.cfg.product,
+          signal,
+          onStart: (info) => {
+            if (!f.json) write(`backfill: job ${info.job}${info.resumed ? ` resumed at ${info.done} keys` : ''}; source holds ${info.total} keys`)
+            bar.start(info.total, info.done)
+          },
+          onProgress,
+        })
+        bar.stop()
+        this.output(res, () => {
+          const lines = [
+            `backfill ${res.job} ${res.state}${res.resumed ? ' (resumed)' : ''}: ${res.scanned} keys scanned in ${res.seconds.toFixed(1)}s (${Math.round(res.keysPerSec)} keys/s)`,
+            `  copied ${res.copied}, skipped (present on target) ${res.skipped}, expired/deleted ${res.expired}, failed ${res.failed}`,
+          ]
+          for (const k of res.failedKeys) lines.push(`  failed key ${k.key}: ${k.error}`)
+          return lines.join('\n')
+        })
+        if (res.failed > 0) {
+          process.stderr.write(`Error: ${res.failed} key(s) could not be copied (recorded in the checkpoint; see the list above)\n`)
+          process.exitCode = dispositionOf('EBACKFILL').exit
+        } else if (res.state === 'paused') process.exitCode = dispositionOf('ESTOPPED').exit
+      } catch (e) {
+        bar.stop()
+        throw e instanceof RstoreError || !(e instanceof Error) ? e : new RstoreError('EBACKFILL', e.message)
       }
-    }
-    let stopResolve: () => void = () => {}
-    const stop = new Promise<void>((r) => (stopResolve = r))
-    const onSignal = () => {
-      process.stderr.write('backfill: stopping after the batches in flight (the job is paused; re-run to resume)\n')
-      stopResolve()
-    }
-    process.once('SIGINT', onSignal)
-    process.once('SIGTERM', onSignal)
-    try {
-      const source = f.source ?? (await withTopologyStore(this.cfg, (store) => groupMasterAddr(store, f.group!)))
-      if (f.group !== undefined && !f.json) process.stderr.write(`backfill: group ${f.group}'s master is ${source}\n`)
-      const res = await backfill({
-        from: f.from,
-        to: f.to,
-        source,
-        target: f.target,
-        match: f.match,
-        concurrency: f.concurrency,
-        rate: f.rate,
-        delay: f.delay,
-        batch: f.batch,
-        checkpointDir: this.cfg.checkpointDir,
-        product: this.cfg.product,
-        stop,
-        onStart: (info) => {
-          if (!f.json) process.stderr.write(`backfill: job ${info.job}${info.resumed ? ` resumed at ${info.done} keys` : ''}; source holds ${info.total} keys\n`)
-          if (tty) {
-            bar = new cliProgress.SingleBar({
-              format: 'backfill [{bar}] {percentage}% | {value}/{total} keys | {kps} keys/s | ETA {eta_h}',
-              stream: process.stderr,
-              hideCursor: true,
-            }, cliProgress.Presets.shades_classic)
-            bar.start(Math.max(info.total, info.done), info.done, {kps: 0, eta_h: '?'})
-          }
-        },
-        onProgress,
-      })
-      bar?.stop()
-      this.output(res, () => {
-        const lines = [
-          `backfill ${res.job} ${res.state}${res.resumed ? ' (resumed)' : ''}: ${res.scanned} keys scanned in ${res.seconds.toFixed(1)}s (${Math.round(res.keysPerSec)} keys/s)`,
-          `  copied ${res.copied}, skipped (present on target) ${res.skipped}, expired/deleted ${res.expired}, failed ${res.failed}`,
-        ]
-        for (const k of res.failedKeys) lines.push(`  failed key ${k.key}: ${k.error}`)
-        return lines.join('\n')
-      })
-      if (res.failed > 0) {
-        process.stderr.write(`Error: ${res.failed} key(s) could not be copied (recorded in the checkpoint; see the list above)\n`)
-        process.exitCode = 1
-      } else if (res.state === 'paused') process.exitCode = 130
-    } catch (e) {
-      bar?.stop()
-      throw e instanceof RstoreError || !(e instanceof Error) ? e : new RstoreError('EBACKFILL', e.message)
-    } finally {
-      process.removeListener('SIGINT', onSignal)
-      process.removeListener('SIGTERM', onSignal)
-    }
+    })
   }
 }

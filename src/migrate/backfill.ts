@@ -15,7 +15,8 @@ import {globMatch} from '../backends/glob.js'
 import type {TopologyStore} from '../coord/topology-store.js'
 import {ConflictError, NotFoundError, RstoreError, ValidationError} from '../errors.js'
 import {masterOf} from '../topology/model.js'
-import {createJob, findJobs, findUnfinishedJob, openCheckpoints, processAlive, UNFINISHED, updateJob, type CheckpointDb, type Job} from './checkpoints.js'
+import {setTimeout as sleepMs} from 'node:timers/promises'
+import {createJob, findJobs, findUnfinishedJob, jobControl, type JobControl, openCheckpoints, processAlive, setJobControl, UNFINISHED, updateJob, type CheckpointDb, type Job} from './checkpoints.js'
 
 export interface BackfillOptions {
   from: string
@@ -39,8 +40,10 @@ export interface BackfillOptions {
   onProgress?: (p: BackfillProgress) => void
   /** Called once the job is known (new or resumed), before copying. */
   onStart?: (info: {job: string; resumed: boolean; total: number; done: number}) => void
-  /** Stops after the current batches when it resolves (SIGINT); the job is left paused. */
-  stop?: Promise<unknown>
+  /** Stops after the batches in flight when aborted (SIGINT, a server's stop); the job is left paused. */
+  signal?: AbortSignal
+  /** How often a job paused by `rstore jobs pause` looks for a resume or cancel, ms (default 200). */
+  pollMs?: number
 }
 
 export interface BackfillCounters {
@@ -65,12 +68,15 @@ export interface BackfillProgress extends BackfillCounters {
   total: number
   keysPerSec: number
   etaSeconds: number | null
+  /** Paused in place by `rstore jobs pause` (waiting for `jobs resume` or `jobs cancel`). */
+  paused: boolean
 }
 
 export interface BackfillResult extends BackfillCounters {
   job: string
   resumed: boolean
-  state: 'done' | 'paused'
+  /** paused: stopped by the signal, resumable; cancelled: by `rstore jobs cancel` (copies made stay). */
+  state: 'done' | 'paused' | 'cancelled'
   total: number
   seconds: number
   keysPerSec: number
@@ -166,6 +172,8 @@ interface Page {
   counters: BackfillCounters
   failed: {key: Buffer; error: string}[]
   done: boolean
+  /** A batch of it was not copied (stopped or cancelled): never committed, so a resume scans it again. */
+  incomplete: boolean
   promise: Promise<void>
 }
 
@@ -206,8 +214,10 @@ export function unfinishedError(job: Job<BackfillCheckpoint>): ConflictError {
   const alive = job.state === 'running' && p.host === hostname() && processAlive(p.pid)
   return new ConflictError(
     `backfill job ${job.id} is unfinished (${alive ? `running, pid ${p.pid}` : job.state}; ${p.scanned ?? 0} keys scanned, ${p.copied ?? 0} copied` +
-      `${p.error ? `; last error: ${p.error}` : ''}): ${alive ? 'wait for it to finish' : `finish it first by re-running the same command: ${cmd}`} ` +
-      `(the target URL with its password), then start this one`,
+      `${p.error ? `; last error: ${p.error}` : ''})`,
+    alive
+      ? `wait for it to finish, or stop it with 'rstore jobs pause|cancel ${job.id}'`
+      : `finish it first by re-running the same command: ${cmd} (the target URL with its password), or drop it with 'rstore jobs cancel ${job.id}'`,
   )
 }
 
@@ -239,6 +249,8 @@ async function run(o: BackfillOptions, args: Record<string, string>, attempts: n
     updateJob(db, job.id, {state: 'running', progress: job.progress})
   }
   const jobId = job.id
+  // Started by hand (and now the only copier): a pause left by a copier that died paused no longer applies.
+  if (jobControl(db, jobId) === 'pause') setJobControl(db, jobId, 'run')
   const committed: BackfillCheckpoint = {...job.progress}
   const inflight: BackfillCounters = {...ZERO}
   const total = await source.dbsize()
@@ -260,7 +272,7 @@ async function run(o: BackfillOptions, args: Record<string, string>, attempts: n
     const secs = (Date.now() - started) / 1000
     const kps = secs > 0 ? (done - startDone) / secs : 0
     const left = Math.max(0, total - done)
-    return {...sum(committed, inflight), total, keysPerSec: kps, etaSeconds: kps > 0 ? left / kps : null}
+    return {...sum(committed, inflight), total, keysPerSec: kps, etaSeconds: kps > 0 ? left / kps : null, paused}
   }
   const ticker = o.onProgress ? setInterval(() => o.onProgress!(progress()), 500) : undefined
 
@@ -270,11 +282,32 @@ async function run(o: BackfillOptions, args: Record<string, string>, attempts: n
   const limit = pLimit(o.concurrency)
   const dump = target.kind === 'redis'
   const queue: Page[] = []
-  let stopped = false
-  void o.stop?.then(() => {
-    stopped = true
-  })
   let failure: unknown
+  let paused = false
+  let cancelled = false
+  const stopped = () => o.signal?.aborted === true
+
+  let controlReadAt = 0
+  let control: JobControl = 'run'
+  /** The `rstore jobs` request, read from the checkpoint file at most every 100 ms. */
+  const currentControl = (): JobControl => {
+    if (Date.now() - controlReadAt >= 100) {
+      control = jobControl(db, jobId)
+      controlReadAt = Date.now()
+    }
+    return control
+  }
+  /** Checked before each batch: waits in place while paused; false means stop (signal or cancel). */
+  const mayContinue = async (): Promise<boolean> => {
+    for (;;) {
+      if (stopped() || cancelled) return false
+      const c = currentControl()
+      if (c === 'cancel') cancelled = true
+      paused = c === 'pause'
+      if (!paused) return !cancelled
+      await sleepMs(o.pollMs ?? 200)
+    }
+  }
 
   /**
    * A key deleted on the source after it was read here was also deleted on the target by double-write
@@ -294,6 +327,10 @@ async function run(o: BackfillOptions, args: Record<string, string>, attempts: n
   }
 
   const copyBatch = async (keys: Buffer[], page: Page): Promise<void> => {
+    if (!(await mayContinue())) {
+      page.incomplete = true
+      return
+    }
     await limiter.take(keys.length)
     const c: BackfillCounters = {...ZERO, scanned: keys.length}
     let snaps: (KeySnapshot | null | Error)[]
@@ -348,14 +385,14 @@ async function run(o: BackfillOptions, args: Record<string, string>, attempts: n
       updateJob(db, jobId, {state: 'done'})
     } else {
       do {
-        if (stopped || failure) break
+        if (failure || !(await mayContinue())) break
         const scan = await retry(attempts, () => source.scan(cursor, o.match, scanCount))
-        const page: Page = {cursorAfter: scan.cursor, counters: {...ZERO}, failed: [], done: false, promise: Promise.resolve()}
+        const page: Page = {cursorAfter: scan.cursor, counters: {...ZERO}, failed: [], done: false, incomplete: false, promise: Promise.resolve()}
         const batches: Buffer[][] = []
         for (let i = 0; i < scan.keys.length; i += batchSize) batches.push(scan.keys.slice(i, i + batchSize))
         page.promise = Promise.all(batches.map((b) => limit(() => copyBatch(b, page))))
           .then(() => {
-            page.done = true
+            page.done = !page.incomplete
             drain()
           })
           .catch((e) => {
@@ -376,8 +413,9 @@ async function run(o: BackfillOptions, args: Record<string, string>, attempts: n
   } finally {
     if (ticker) clearInterval(ticker)
   }
-  const state = committed.cursor === '0' && committed.pages > 0 ? 'done' : 'paused'
-  if (state === 'paused') updateJob(db, jobId, {state: 'paused'})
+  const state = committed.cursor === '0' && committed.pages > 0 ? 'done' : cancelled ? 'cancelled' : 'paused'
+  if (state !== 'done') updateJob(db, jobId, {state})
+  paused = false
   o.onProgress?.(progress())
   const failedKeys = (db.prepare('SELECT key, error FROM backfill_failed WHERE job_id = ? ORDER BY at LIMIT 100').all(jobId) as {key: Buffer; error: string}[]).map(
     (r) => ({key: showKey(r.key), error: r.error}),

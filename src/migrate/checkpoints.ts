@@ -1,5 +1,5 @@
 /**
- * The checkpoint store (DESIGN.md section 6): one SQLite file per product, `<checkpointDir>/<product>.db`,
+ * The checkpoint store (docs/architecture.md, "Jobs and checkpoints"): one SQLite file per product, `<checkpointDir>/<product>.db`,
  * in WAL mode. The `jobs` table is shared by every kind of job (backfill, migrate, rebalance, cutover
  * copy); a kind keeps its own detail in its own tables in the same file, and records each step's
  * completion in the same transaction as its job's progress (`db.transaction(...)`).
@@ -46,8 +46,25 @@ export function openCheckpoints(dir: string, product: string): CheckpointDb {
     updated_at INTEGER NOT NULL,
     progress TEXT NOT NULL DEFAULT '{}'
   );
-  CREATE INDEX IF NOT EXISTS jobs_kind_state ON jobs (kind, state);`)
+  CREATE INDEX IF NOT EXISTS jobs_kind_state ON jobs (kind, state);
+  CREATE TABLE IF NOT EXISTS job_control (
+    job_id TEXT PRIMARY KEY,
+    control TEXT NOT NULL CHECK (control IN ('run','pause','cancel'))
+  );`)
   return db
+}
+
+/** What another process asked a running job to do (`rstore jobs pause|resume|cancel`); read between batches. */
+export type JobControl = 'run' | 'pause' | 'cancel'
+
+/** The control request of a job of any kind kept in the shared jobs table (migrations keep theirs in migration_jobs). */
+export function jobControl(db: CheckpointDb, id: string): JobControl {
+  const row = db.prepare('SELECT control FROM job_control WHERE job_id = ?').get(id) as {control: JobControl} | undefined
+  return row?.control ?? 'run'
+}
+
+export function setJobControl(db: CheckpointDb, id: string, control: JobControl): void {
+  db.prepare('INSERT INTO job_control (job_id, control) VALUES (?, ?) ON CONFLICT (job_id) DO UPDATE SET control = excluded.control').run(id, control)
 }
 
 /** JSON with sorted keys, so equal arguments give equal text (a job is found by its arguments). */

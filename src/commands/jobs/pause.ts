@@ -3,8 +3,9 @@ import {RstoreCommand} from '../../cli/base-command.js'
 import {requestControl} from '../../cli/migrate-support.js'
 
 export default class JobsPause extends RstoreCommand<typeof JobsPause> {
-  static override description = `Pause a running migrate/rebalance job after its batch in flight. A slot in flight stays
-migrating (the proxies keep serving it); 'rstore jobs resume <id>' continues.`
+  static override description = `Pause a running migrate, rebalance or backfill job after its batch in flight. A slot in
+flight stays migrating (the proxies keep serving it); a backfill waits in place; 'rstore jobs resume
+<id>' continues.`
 
   static override examples = ['<%= config.bin %> jobs pause migrate-lx1k2-a1b2c3']
 

@@ -3,8 +3,9 @@ import {RstoreCommand} from '../../cli/base-command.js'
 import {moveFlags, moveOptions, requestControl, runJobCommand, summaryText} from '../../cli/migrate-support.js'
 
 export default class JobsResume extends RstoreCommand<typeof JobsResume> {
-  static override description = `Resume a migrate/rebalance job: a paused running job continues; a job that is not
-running (interrupted, failed, stopped) is run here in the foreground until it ends.`
+  static override description = `Resume a migrate, rebalance or backfill job: a paused running job continues; a migration
+that is not running (interrupted, failed, stopped) is run here in the foreground until it ends (a
+backfill that is not running is continued by running its backfill command again).`
 
   static override examples = ['<%= config.bin %> jobs resume migrate-lx1k2-a1b2c3']
 
