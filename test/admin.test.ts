@@ -5,7 +5,7 @@ import {after, before, beforeEach, describe, test} from 'node:test'
 import {join} from 'node:path'
 import {EmbeddedCoordinator} from '../src/coord/embedded.js'
 import {PreconditionFailedError, TopologyStore} from '../src/coord/topology-store.js'
-import {ConflictError, NotFoundError, UnreachableError, ValidationError} from '../src/errors.js'
+import {ConflictError, errorLine, NotFoundError, RstoreError, UnreachableError, ValidationError} from '../src/errors.js'
 import {compactSlots, formatSlotIds, initSlots, listSlots, setSlot, setSlotRange, slotInfo} from '../src/service/slots.js'
 import {addGroup, addServer, listServers, promoteServer, removeGroup, removeServer} from '../src/service/servers.js'
 import type {RedisOps, ReplicationState} from '../src/backends/redis-ops.js'
@@ -77,8 +77,10 @@ async function refused(fn: () => Promise<unknown>, type: new (...a: never[]) => 
   const before = await dump()
   await assert.rejects(fn, (err: Error) => {
     assert.ok(err instanceof type, `expected ${type.name}, got ${err.name}: ${err.message}`)
-    assert.match(err.message, re)
-    assert.ok(!err.message.includes('\n'), 'one line')
+    // What the user reads: the message and its hint (the CLI's one line).
+    const text = err instanceof RstoreError ? errorLine(err) : err.message
+    assert.match(text, re)
+    assert.ok(!text.includes('\n'), 'one line')
     return true
   })
   assert.equal(await dump(), before, 'stored state unchanged')

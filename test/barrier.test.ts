@@ -1,4 +1,4 @@
-// The migration barrier (DESIGN.md 5 rule 4) through ProxyAcks, against real proxies on both
+// The migration barrier (docs/architecture.md rule 4) through ProxyAcks, against real proxies on both
 // coordinators: every proxy acknowledges a topology change and wait() returns; a SIGSTOPped proxy makes
 // it time out naming that proxy; a proxy whose lease expires is no longer waited for. And ProxyAcks
 // keeps working when its watch fails (a compacted revision on the embedded coordinator).

@@ -142,7 +142,7 @@ for (const kind of ['embedded', 'etcd'] as const) {
         [['slot', 'set', '5', '2', 'online'], /slot 5 is online in group 1: moving it to group 2 would strand its keys: that is the job of 'rstore migrate 5 5 2'/],
         [['slot', 'set', '600', '1', 'online'], /slot 600 is migrating from group 2 to group 1/],
         [['server', 'remove-group', '2'], /group 2 serves slots 512-1023/],
-        [['server', 'remove', '1', a.addr], /master of group 1, which serves slots 0-511,600: promote another server first/],
+        [['server', 'remove', '1', a.addr], /master of group 1, which serves slots 0-511,600; promote another server first/],
         [['slot', 'set', '1'], /Missing 2 required args: group, status/, 2],
       ])
       await store.update(() => ({slots: [{id: 600, state: 'online', group: 2}]}))

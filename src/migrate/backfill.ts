@@ -1,5 +1,5 @@
 /**
- * Backfill (DESIGN.md section 10): copy every key of a Redis source selected by a pattern to a target
+ * Backfill (docs/architecture.md, "SQL routing, cutover, backfill, verify"): copy every key of a Redis source selected by a pattern to a target
  * key store (MySQL, PostgreSQL or Redis) with set-if-absent semantics, so that a newer value written
  * on the target by double-write is never overwritten. Scan pages are split into batches that run
  * `concurrency` at a time (reads pipelined, writes one transaction per batch); the SCAN cursor and the
@@ -142,7 +142,7 @@ export async function groupMasterAddr(store: Pick<TopologyStore, 'load'>, group:
   const g = topo.groups.get(group)
   if (!g) throw new NotFoundError(`group ${group} does not exist${topo.groups.size ? ` (groups: ${[...topo.groups.keys()].sort((a, b) => a - b).join(', ')})` : ''}`)
   const m = masterOf(g)
-  if (!m) throw new ValidationError(`group ${group} has no master: add one with 'rstore server add ${group} <host:port> master'`)
+  if (!m) throw new ValidationError(`group ${group} has no master`, `add one with 'rstore server add ${group} <host:port> master'`)
   return m.addr
 }
 
@@ -188,7 +188,7 @@ export async function backfill(o: BackfillOptions): Promise<BackfillResult> {
     // Validate everything before writing anything (no tables, no checkpoint file).
     const probe = openCheckpointsReadOnly(o.checkpointDir, o.product)
     const existing = probe ? findUnfinishedJob<BackfillCheckpoint>(probe, 'backfill', args) : undefined
-    // DESIGN.md section 6: a different backfill while one is unfinished is refused; the unfinished one is finished first.
+    // docs/architecture.md, "Jobs and checkpoints": a different backfill while one is unfinished is refused; the unfinished one is finished first.
     const other = probe && !existing ? findJobs<BackfillCheckpoint>(probe, 'backfill', {states: UNFINISHED})[0] : undefined
     probe?.close()
     if (other) throw unfinishedError(other)

@@ -1,5 +1,5 @@
 /**
- * The proxy barrier (DESIGN.md rule 4): after a slot state change at epoch E, wait until every
+ * The proxy barrier (docs/architecture.md rule 4): after a slot state change at epoch E, wait until every
  * registered proxy reports appliedEpoch >= E. A proxy acknowledges only after draining what it sent
  * under the previous routing, so once this returns no request routed by the old table is in flight.
  * A proxy whose registration is gone (lease expired) is fenced (rule 5) and no longer waited for.

@@ -106,9 +106,10 @@ export class MigrationLock {
         deadline = Date.now() + (ttl + 2) * 1000
       }
       if (!dead && !(remote && Date.now() < deadline)) {
-        if (other.job === job) throw new ConflictError(`migration job ${job} is already running (${who}): watch it with 'rstore jobs', pause it with 'rstore jobs pause ${job}'`)
+        if (other.job === job) throw new ConflictError(`migration job ${job} is already running (${who})`, `watch it with 'rstore jobs', pause it with 'rstore jobs pause ${job}'`)
         throw new ConflictError(
-          `another data-moving job, ${other.job}, is running (${who}): wait for it to finish, or pause/cancel it with 'rstore jobs pause|cancel ${other.job}'`,
+          `another data-moving job, ${other.job}, is running (${who})`,
+          `wait for it to finish, or pause/cancel it with 'rstore jobs pause|cancel ${other.job}'`,
         )
       }
       const tag = `${other.job}/${other.pid}`

@@ -1,5 +1,5 @@
 /**
- * The rebalance planner (DESIGN.md section 7): pure, no I/O. Given the slot table, the groups and
+ * The rebalance planner (README "Migration", rebalance): pure, no I/O. Given the slot table, the groups and
  * their weights (the master's maxmemory, or 1 each for `--by slots`), it computes each group's target
  * slot count and the fewest slot moves that reach it.
  *
@@ -62,28 +62,31 @@ export function parseRebalanceBy(text: string): RebalanceBy {
  * without maxmemory (`weights` holds each group's master maxmemory, 0 or missing when unset).
  */
 export function checkRebalanceable(topo: Topology, by: RebalanceBy, weights?: Map<number, number>): void {
-  if (topo.groups.size === 0) throw new ConflictError(`there are no server groups to rebalance across: add some with 'rstore server add <group> <host:port> master'`)
+  if (topo.groups.size === 0) throw new ConflictError('there are no server groups to rebalance across', "add some with 'rstore server add <group> <host:port> master'")
   const noMaster = [...topo.groups.values()].filter((g) => !masterOf(g)).map((g) => g.id)
   if (noMaster.length) {
     throw new ConflictError(
-      `cannot rebalance: every group must have a master, and group${noMaster.length > 1 ? 's' : ''} ${noMaster.join(', ')} ${noMaster.length > 1 ? 'have' : 'has'} none ('rstore server add <group> <host:port> master', or remove the group)`,
+      `cannot rebalance: every group must have a master, and group${noMaster.length > 1 ? 's' : ''} ${noMaster.join(', ')} ${noMaster.length > 1 ? 'have' : 'has'} none`,
+      "add a master with 'rstore server add <group> <host:port> master', or remove the group",
     )
   }
   const migrating = topo.slots.filter((s) => s.state === 'migrating')
   if (migrating.length) {
     const s = migrating[0]!
-    throw new ConflictError(`cannot rebalance: every slot must be online, and slot ${s.id} is migrating from group ${s.from} to group ${s.group}; finish that migration first ('rstore migrate --resume')`)
+    throw new ConflictError(`cannot rebalance: every slot must be online, and slot ${s.id} is migrating from group ${s.from} to group ${s.group}`, "finish that migration first ('rstore migrate --resume')")
   }
   const offline = topo.slots.filter((s) => s.state !== 'online')
   if (offline.length) {
     throw new ConflictError(
-      `cannot rebalance: every slot must be online, and ${offline.length} ${offline.length > 1 ? 'are' : 'is'} offline (${rangesText(offline.map((s) => s.id))}); assign them with 'rstore slot range-set <from> <to> <group> online'`,
+      `cannot rebalance: every slot must be online, and ${offline.length} ${offline.length > 1 ? 'are' : 'is'} offline (${rangesText(offline.map((s) => s.id))})`,
+      "assign them with 'rstore slot range-set <from> <to> <group> online'",
     )
   }
   const pending = topo.slots.filter((s) => s.pending)
   if (pending.length) {
     throw new ConflictError(
-      `cannot rebalance: slots ${rangesText(pending.map((s) => s.id))} are pending in an unfinished migration job; finish it first ('rstore migrate --resume', see 'rstore jobs')`,
+      `cannot rebalance: slots ${rangesText(pending.map((s) => s.id))} are pending in an unfinished migration job`,
+      "finish it first ('rstore migrate --resume', see 'rstore jobs')",
     )
   }
   if (by === 'memory') {

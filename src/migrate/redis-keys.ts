@@ -1,6 +1,6 @@
 /**
  * The Redis side of the mover: connections to group masters (ioredis, and raw ones for the hot
- * path), SSCAN pages, key sizes, `MIGRATE ... KEYS` with the retry rules of DESIGN.md section 5,
+ * path), SSCAN pages, key sizes, `MIGRATE ... KEYS` with the retry rule of docs/architecture.md rule 6,
  * and the DUMP/RESTORE scripts that move a held slot's keys (MIGRATE reads the target's replies a
  * byte per syscall: ~80k small keys/s here, against ~200k/s for pipelined script calls).
  */

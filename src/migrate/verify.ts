@@ -1,5 +1,5 @@
 /**
- * Verify (DESIGN.md section 10): compare every selected key of a source with a target (type, value,
+ * Verify (docs/architecture.md, "SQL routing, cutover, backfill, verify"): compare every selected key of a source with a target (type, value,
  * TTL within a tolerance), throttled, in rounds like redis-full-check: round 1 compares everything,
  * each later round re-reads only the previous round's differences, so keys that were merely in flight
  * converge away. A key missing on the target whose source copy has since expired (or been deleted)

@@ -95,7 +95,7 @@ export class DbGroupExecutor {
 
   /**
    * Resolves when every request that was running on the stores when called has been answered, and
-   * every copy of a cutover step that is over has stopped (DESIGN.md rule 4's drain, for db groups).
+   * every copy of a cutover step that is over has stopped (docs/architecture.md rule 4's drain, for db groups).
    */
   async drain(): Promise<void> {
     await Promise.allSettled([...this.inFlight])

@@ -71,7 +71,7 @@ const PARK_MAX_MS = 30_000
 
 /**
  * The proxy: accepts Redis clients, routes their commands by slot to group masters, and follows the
- * topology in the coordinator (DESIGN.md section 8 and rules 3-6).
+ * topology in the coordinator (README \"The proxy\"; docs/architecture.md rules 3-6).
  */
 export class Proxy implements SessionHost, LocalHost {
   readonly store: TopologyStore

@@ -11,7 +11,7 @@ import {checkName, compileRules, unitStoreUrl, type CompiledRules, type DbUnit, 
 import {loadRulesConfig} from './rules-config.js'
 
 /**
- * `rstore cutover start|status|switch|finish|abort` (DESIGN.md section 10): moves one rule's key space
+ * `rstore cutover start|status|switch|finish|abort` (docs/architecture.md, "SQL routing, cutover, backfill, verify"): moves one rule's key space
  * to one db group online. Each step is one coordinator transaction that bumps the epoch, followed by
  * the proxy barrier (every online proxy has applied it) and a record in the checkpoint database.
  */

@@ -14,7 +14,7 @@ export async function listProxies(store: TopologyStore): Promise<ProxyInfo[]> {
 export async function setProxyState(store: TopologyStore, id: string, state: 'online' | 'offline', timeoutMs = 10_000): Promise<ProxyInfo[]> {
   const matches = (await store.proxies()).filter((p) => p.id === id || p.id.startsWith(`${id}-`))
   if (matches.length === 0) {
-    throw new NotFoundError(`no proxy '${id}' is registered; start it with 'rstore proxy start --id ${id}' (see 'rstore proxy list')`)
+    throw new NotFoundError(`no proxy '${id}' is registered`, `start it with 'rstore proxy start --id ${id}' (see 'rstore proxy list')`)
   }
   const ops = [...new Set(matches.map((p) => p.id).concat(id))].map((pid) => ({
     type: 'put' as const,

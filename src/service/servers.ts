@@ -79,7 +79,8 @@ export async function removeGroup(store: TopologyStore, groupText: string | numb
     const served = servedSlots(topo, id)
     if (served.length) {
       throw new ConflictError(
-        `group ${id} serves slot${served.length > 1 ? 's' : ''} ${formatSlotIds(served)}: migrate them to another group first ('rstore migrate')`,
+        `group ${id} serves slot${served.length > 1 ? 's' : ''} ${formatSlotIds(served)}`,
+        "migrate them to another group first ('rstore migrate')",
       )
     }
     return {deleteGroups: [id]}
@@ -115,7 +116,7 @@ function checkAdd(topo: Topology, id: number, addr: string, role: ServerRole): v
   const g = topo.groups.get(id)
   const m = g && masterOf(g)
   if (role === 'master' && m) {
-    throw new ConflictError(`group ${id} already has a master (${m.addr}): add ${addr} as a slave, then 'rstore server promote ${id} ${addr}'`)
+    throw new ConflictError(`group ${id} already has a master (${m.addr})`, `add ${addr} as a slave, then 'rstore server promote ${id} ${addr}'`)
   }
 }
 
@@ -230,8 +231,8 @@ export async function removeServer(store: TopologyStore, groupText: string | num
       const served = servedSlots(topo, id)
       if (served.length) {
         throw new ConflictError(
-          `server ${addr} is the master of group ${id}, which serves slot${served.length > 1 ? 's' : ''} ${formatSlotIds(served)}: ` +
-            `promote another server first ('rstore server promote ${id} <addr>')`,
+          `server ${addr} is the master of group ${id}, which serves slot${served.length > 1 ? 's' : ''} ${formatSlotIds(served)}`,
+          `promote another server first ('rstore server promote ${id} <addr>')`,
         )
       }
     }

@@ -27,7 +27,7 @@ export interface SlotRange {
 export function parseStatus(text: string): SlotStatus {
   if (text === 'online' || text === 'offline') return text
   if (text === 'migrating') {
-    throw new ValidationError(`a slot cannot be set to migrating by hand: 'rstore migrate <from> <to> <group>' moves slots with their data`)
+    throw new ValidationError('a slot cannot be set to migrating by hand', "'rstore migrate <from> <to> <group>' moves slots with their data")
   }
   throw new ValidationError(`invalid status '${text}': use online or offline`)
 }
@@ -207,13 +207,15 @@ export async function setSlotRange(
     if (migrating.length) {
       const s = migrating[0]!
       throw new ConflictError(
-        `slot ${s.id} is migrating from group ${s.from} to group ${s.group}: wait for 'rstore migrate' to finish it (or resume it) before setting it`,
+        `slot ${s.id} is migrating from group ${s.from} to group ${s.group}`,
+        "wait for 'rstore migrate' to finish it (or resume it) before setting it",
       )
     }
     const pending = range.filter((s) => s.pending)
     if (pending.length) {
       throw new ConflictError(
-        `slot${pending.length > 1 ? 's' : ''} ${formatSlotIds(pending.map((s) => s.id))} ${pending.length > 1 ? 'are' : 'is'} pending in an unfinished migration job: finish it first ('rstore migrate' resumes it)`,
+        `slot${pending.length > 1 ? 's' : ''} ${formatSlotIds(pending.map((s) => s.id))} ${pending.length > 1 ? 'are' : 'is'} pending in an unfinished migration job`,
+        "finish it first ('rstore migrate' resumes it)",
       )
     }
     if (!opts.force) {
@@ -245,12 +247,12 @@ export async function setSlot(
 }
 
 function requireInitialized(store: TopologyStore, initialized: boolean): void {
-  if (!initialized) throw new ConflictError(`the slots of product '${store.product}' are not initialized: run 'rstore slot init' first`)
+  if (!initialized) throw new ConflictError(`the slots of product '${store.product}' are not initialized`, "run 'rstore slot init' first")
 }
 
 /** The group exists and has a master (slots can only be served by a group with a master). */
 export function requireServingGroup(topo: Topology, group: number): void {
   const g = topo.groups.get(group)
-  if (!g) throw new NotFoundError(`group ${group} does not exist: create it with 'rstore server add-group ${group}' and add a master`)
-  if (!masterOf(g)) throw new ConflictError(`group ${group} has no master: add one with 'rstore server add ${group} <host:port> master'`)
+  if (!g) throw new NotFoundError(`group ${group} does not exist`, `create it with 'rstore server add-group ${group}' and add a master`)
+  if (!masterOf(g)) throw new ConflictError(`group ${group} has no master`, `add one with 'rstore server add ${group} <host:port> master'`)
 }

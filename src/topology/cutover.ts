@@ -2,7 +2,7 @@ import {ValidationError} from '../errors.js'
 import {checkName, RuleConfigError, type CompiledRules} from './rules.js'
 
 /**
- * A double-write cutover of one rule's key space to one db group (DESIGN.md section 10), stored at
+ * A double-write cutover of one rule's key space to one db group (docs/architecture.md, "SQL routing, cutover, backfill, verify"), stored at
  * `cutovers/<name>`.
  *
  * - double-write: writes go to the old place (the rule's own route; the read source) and the

@@ -20,7 +20,7 @@ export interface SlotInfo {
   /**
    * Online slot next in line in a migration job: every proxy parks its commands (as for a held
    * migrating slot) so that, once every proxy has acknowledged it, the slot can turn migrating and its
-   * keys move at once while the barrier of that change is still running (DESIGN.md rule 4 holds: no
+   * keys move at once while the barrier of that change is still running (docs/architecture.md rule 4 holds: no
    * proxy sends it anything). At most one slot is held this way.
    */
   hold?: boolean

@@ -3,7 +3,7 @@ import {ValidationError} from '../errors.js'
 import {KetamaRing} from './ketama.js'
 
 /**
- * rstore's routing to SQL (DESIGN.md section 9): db units, db groups, shards and regex rules, as pure
+ * rstore's routing to SQL (docs/architecture.md, "SQL routing"): db units, db groups, shards and regex rules, as pure
  * data with validation and routing. Nothing here does I/O.
  *
  * Differences from the Go rstore, on purpose: rules are tried in `order` (ties by name), ranges are
