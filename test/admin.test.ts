@@ -6,7 +6,8 @@ import {join} from 'node:path'
 import {EmbeddedCoordinator} from '../src/coord/embedded.js'
 import {PreconditionFailedError, TopologyStore} from '../src/coord/topology-store.js'
 import {ConflictError, errorLine, NotFoundError, RstoreError, UnreachableError, ValidationError} from '../src/errors.js'
-import {compactSlots, formatSlotIds, initSlots, listSlots, setSlot, setSlotRange, slotInfo} from '../src/service/slots.js'
+import {compactSlots, initSlots, listSlots, setSlot, setSlotRange, slotInfo} from '../src/service/slots.js'
+import {slotIdsText} from '../src/topology/slots.js'
 import {addGroup, addServer, listServers, promoteServer, removeGroup, removeServer} from '../src/service/servers.js'
 import type {RedisOps, ReplicationState} from '../src/backends/redis-ops.js'
 import {removeDir, tempDir} from './harness/process.js'
@@ -266,7 +267,7 @@ describe('slot admin', () => {
       {from: 2, to: 2, count: 1, state: 'migrating', group: 2, fromGroup: 1},
       {from: 3, to: 3, count: 1, state: 'offline', group: 0},
     ])
-    assert.equal(formatSlotIds([1, 2, 3, 7, 9, 10]), '1-3,7,9-10')
+    assert.equal(slotIdsText([1, 2, 3, 7, 9, 10]), '1-3,7,9-10')
   })
 })
 

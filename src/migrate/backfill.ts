@@ -15,7 +15,7 @@ import {globMatch} from '../backends/glob.js'
 import type {TopologyStore} from '../coord/topology-store.js'
 import {ConflictError, NotFoundError, RstoreError, ValidationError} from '../errors.js'
 import {masterOf} from '../topology/model.js'
-import {setTimeout as sleepMs} from 'node:timers/promises'
+import {setTimeout as sleep} from 'node:timers/promises'
 import {createJob, findJobs, findUnfinishedJob, jobControl, type JobControl, openCheckpoints, processAlive, setJobControl, UNFINISHED, updateJob, type CheckpointDb, type Job} from './checkpoints.js'
 
 export interface BackfillOptions {
@@ -92,7 +92,6 @@ export function showKey(key: Buffer): string {
   return Buffer.from(s, 'utf8').equals(key) && !/[\x00-\x1f\x7f]/.test(s) ? s : `0x${key.toString('hex')}`
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 /** A token bucket shared by the workers: take(n) waits until n keys may go. */
 export class RateLimiter {
@@ -305,7 +304,7 @@ async function run(o: BackfillOptions, args: Record<string, string>, attempts: n
       if (c === 'cancel') cancelled = true
       paused = c === 'pause'
       if (!paused) return !cancelled
-      await sleepMs(o.pollMs ?? 200)
+      await sleep(o.pollMs ?? 200)
     }
   }
 

@@ -10,6 +10,7 @@
  * was made, even if the watch has not delivered its registration yet), and re-reads them on a slow
  * fallback timer, so a stalled or failed watch only makes a barrier slower, never wrong.
  */
+import {setTimeout as sleep} from 'node:timers/promises'
 import {CorruptError, type TopologyStore} from '../coord/topology-store.js'
 import type {KeyValue, WatchEvent, Watcher} from '../coord/types.js'
 import {RstoreError} from '../errors.js'
@@ -309,6 +310,3 @@ function sortById(ps: ProxyInfo[]): ProxyInfo[] {
   return ps.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms))
-}

@@ -15,7 +15,7 @@
  */
 import {ConflictError, ValidationError} from '../errors.js'
 import {masterOf, type SlotInfo, type Topology} from '../topology/model.js'
-import {SLOT_COUNT} from '../topology/slots.js'
+import {SLOT_COUNT, slotIdsText} from '../topology/slots.js'
 
 export type RebalanceBy = 'memory' | 'slots'
 
@@ -78,14 +78,14 @@ export function checkRebalanceable(topo: Topology, by: RebalanceBy, weights?: Ma
   const offline = topo.slots.filter((s) => s.state !== 'online')
   if (offline.length) {
     throw new ConflictError(
-      `cannot rebalance: every slot must be online, and ${offline.length} ${offline.length > 1 ? 'are' : 'is'} offline (${rangesText(offline.map((s) => s.id))})`,
+      `cannot rebalance: every slot must be online, and ${offline.length} ${offline.length > 1 ? 'are' : 'is'} offline (${slotIdsText(offline.map((s) => s.id))})`,
       "assign them with 'rstore slot range-set <from> <to> <group> online'",
     )
   }
   const pending = topo.slots.filter((s) => s.pending)
   if (pending.length) {
     throw new ConflictError(
-      `cannot rebalance: slots ${rangesText(pending.map((s) => s.id))} are pending in an unfinished migration job`,
+      `cannot rebalance: slots ${slotIdsText(pending.map((s) => s.id))} are pending in an unfinished migration job`,
       "finish it first ('rstore migrate --resume', see 'rstore jobs')",
     )
   }
@@ -171,19 +171,8 @@ export function moveRanges(moves: SlotMove[]): MoveRange[] {
   return out
 }
 
-/** "0-5,9,12-20" */
-export function rangesText(ids: number[], max = 6): string {
-  const parts: string[] = []
-  const sorted = [...ids].sort((a, b) => a - b)
-  let i = 0
-  while (i < sorted.length) {
-    let j = i
-    while (j + 1 < sorted.length && sorted[j + 1] === sorted[j]! + 1) j++
-    parts.push(i === j ? `${sorted[i]}` : `${sorted[i]}-${sorted[j]}`)
-    i = j + 1
-  }
-  return parts.length > max ? `${parts.slice(0, max).join(',')},...` : parts.join(',')
-}
+/** Until the mover's callers move to slotIdsText. */
+export const rangesText = slotIdsText
 
 /** The slots of the topology, for callers that only have SlotInfo[] (tests). */
 export function slotCounts(slots: SlotInfo[]): Map<number, number> {

@@ -5,6 +5,7 @@
  * converge away. A key missing on the target whose source copy has since expired (or been deleted)
  * is not a difference. --repair copies the source's value over each remaining difference.
  */
+import {setTimeout as sleep} from 'node:timers/promises'
 import {openStore, parseHostPort, parseStoreUrl, type KeySnapshot, type KeyStore, type StoreUrl} from '../backends/index.js'
 import {compareSnapshots, type DiffReason} from '../backends/snapshot.js'
 import {ValidationError} from '../errors.js'
@@ -134,7 +135,7 @@ async function run(o: VerifyOptions, source: KeyStore, target: KeyStore): Promis
   // Later rounds: only the previous round's differences.
   let rounds = 1
   for (; rounds < o.rounds && diffs.size > 0; rounds++) {
-    await new Promise((r) => setTimeout(r, o.interval * 1000))
+    await sleep(o.interval * 1000)
     const keys = [...diffs.values()].map((d) => d.key)
     const next = new Map<string, {key: Buffer; reason: DiffReason; detail: string; snap: KeySnapshot}>()
     for (let i = 0; i < keys.length; i += o.batch) {

@@ -15,6 +15,7 @@
  *   master and the other slaves are told `REPLICAOF <addr>`. Writes that waited in the pause fail with
  *   READONLY rather than being lost. If the old master does not answer it is skipped (failover).
  */
+import {setTimeout as sleep} from 'node:timers/promises'
 import {ConflictError, NotFoundError} from '../errors.js'
 import type {TopologyStore} from '../coord/topology-store.js'
 import {
@@ -30,7 +31,7 @@ import {
 import {parseServerUrl} from '../resp/credentials.js'
 import {ensureProxyCredential} from '../backends/proxy-credential.js'
 import {redisOps, type RedisOps} from '../backends/redis-ops.js'
-import {formatSlotIds} from './slots.js'
+import {slotIdsText} from '../topology/slots.js'
 
 export interface ServerAdminOptions {
   /** Redis commands (stubbed in unit tests); default: ioredis with short timeouts. */
@@ -79,7 +80,7 @@ export async function removeGroup(store: TopologyStore, groupText: string | numb
     const served = servedSlots(topo, id)
     if (served.length) {
       throw new ConflictError(
-        `group ${id} serves slot${served.length > 1 ? 's' : ''} ${formatSlotIds(served)}`,
+        `group ${id} serves slot${served.length > 1 ? 's' : ''} ${slotIdsText(served)}`,
         "migrate them to another group first ('rstore migrate')",
       )
     }
@@ -231,7 +232,7 @@ export async function removeServer(store: TopologyStore, groupText: string | num
       const served = servedSlots(topo, id)
       if (served.length) {
         throw new ConflictError(
-          `server ${addr} is the master of group ${id}, which serves slot${served.length > 1 ? 's' : ''} ${formatSlotIds(served)}`,
+          `server ${addr} is the master of group ${id}, which serves slot${served.length > 1 ? 's' : ''} ${slotIdsText(served)}`,
           `promote another server first ('rstore server promote ${id} <addr>')`,
         )
       }
@@ -351,7 +352,7 @@ async function waitCaughtUp(redis: RedisOps, master: string, replica: string, ti
         `server ${replica} has not caught up with master ${master} after ${timeoutMs} ms (${why}); nothing was changed (--force promotes anyway, losing what it lacks)`,
       )
     }
-    await new Promise((r) => setTimeout(r, 50))
+    await sleep(50)
     last = await redis.replication(replica)
   }
 }

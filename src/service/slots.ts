@@ -5,7 +5,7 @@
 import {PreconditionFailedError, type TopologyStore} from '../coord/topology-store.js'
 import {ConflictError, NotFoundError, ValidationError} from '../errors.js'
 import {masterOf, parseGroupId, parseSlotId, parseSlotRange, type SlotInfo, type SlotState, type Topology} from '../topology/model.js'
-import {SLOT_COUNT} from '../topology/slots.js'
+import {SLOT_COUNT, slotIdsText} from '../topology/slots.js'
 
 export type SlotStatus = 'online' | 'offline'
 
@@ -30,19 +30,6 @@ export function parseStatus(text: string): SlotStatus {
     throw new ValidationError('a slot cannot be set to migrating by hand', "'rstore migrate <from> <to> <group>' moves slots with their data")
   }
   throw new ValidationError(`invalid status '${text}': use online or offline`)
-}
-
-/** "0-511,600,700-701": the compact form of a sorted list of slot ids. */
-export function formatSlotIds(ids: number[], max = 8): string {
-  const parts: string[] = []
-  let i = 0
-  while (i < ids.length) {
-    let j = i
-    while (j + 1 < ids.length && ids[j + 1] === ids[j]! + 1) j++
-    parts.push(i === j ? `${ids[i]}` : `${ids[i]}-${ids[j]}`)
-    i = j + 1
-  }
-  return parts.length > max ? `${parts.slice(0, max).join(',')},... (${ids.length} slots)` : parts.join(',')
 }
 
 /** Consecutive slots with equal state/group/from, in slot order. */
@@ -214,7 +201,7 @@ export async function setSlotRange(
     const pending = range.filter((s) => s.pending)
     if (pending.length) {
       throw new ConflictError(
-        `slot${pending.length > 1 ? 's' : ''} ${formatSlotIds(pending.map((s) => s.id))} ${pending.length > 1 ? 'are' : 'is'} pending in an unfinished migration job`,
+        `slot${pending.length > 1 ? 's' : ''} ${slotIdsText(pending.map((s) => s.id))} ${pending.length > 1 ? 'are' : 'is'} pending in an unfinished migration job`,
         "finish it first ('rstore migrate' resumes it)",
       )
     }
@@ -223,7 +210,7 @@ export async function setSlotRange(
       if (moving.length) {
         const groups = [...new Set(moving.map((s) => s.group))].join(', ')
         throw new ConflictError(
-          `slot${moving.length > 1 ? 's' : ''} ${formatSlotIds(moving.map((s) => s.id))} ${moving.length > 1 ? 'are' : 'is'} online in group ${groups}: ` +
+          `slot${moving.length > 1 ? 's' : ''} ${slotIdsText(moving.map((s) => s.id))} ${moving.length > 1 ? 'are' : 'is'} online in group ${groups}: ` +
             `moving ${moving.length > 1 ? 'them' : 'it'} to group ${group} would strand ${moving.length > 1 ? 'their' : 'its'} keys: that is the job of 'rstore migrate ${from} ${to} ${group}' (use --force only for empty slots)`,
         )
       }

@@ -60,3 +60,17 @@ export function slotOfRange(buf: Buffer, start: number, end: number): number {
   for (let i = from; i < to; i++) c = CRC_TABLE[(c ^ buf[i]!) & 0xff]! ^ (c >>> 8)
   return ((c ^ -1) >>> 0) % SLOT_COUNT
 }
+
+/** "0-511,600,700-701": slot ids (any order) in compact form, cut after max runs for messages. */
+export function slotIdsText(ids: number[], max = 8): string {
+  const sorted = [...ids].sort((a, b) => a - b)
+  const parts: string[] = []
+  let i = 0
+  while (i < sorted.length) {
+    let j = i
+    while (j + 1 < sorted.length && sorted[j + 1] === sorted[j]! + 1) j++
+    parts.push(i === j ? `${sorted[i]}` : `${sorted[i]}-${sorted[j]}`)
+    i = j + 1
+  }
+  return parts.length > max ? `${parts.slice(0, max).join(',')},... (${sorted.length} slots)` : parts.join(',')
+}
