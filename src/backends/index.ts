@@ -1,5 +1,5 @@
 import {RedisStore} from './redis.js'
-import {SqlStore, type SqlStoreOptions} from './sql.js'
+import {SqlStore, type SqlStoreOptions} from './sql/store.js'
 import type {KeyStore} from './types.js'
 import {parseStoreUrl, type StoreUrl} from './url.js'
 
@@ -7,7 +7,7 @@ export * from './types.js'
 export * from './reply.js'
 export {parseStoreUrl, parseHostPort, type StoreUrl} from './url.js'
 export {RedisStore} from './redis.js'
-export {SqlStore} from './sql.js'
+export {SqlStore} from './sql/store.js'
 
 /**
  * Opens a key store from a URL (mysql://user:pass@host:port/db, postgres://..., redis://host:port).

@@ -1,10 +1,11 @@
 import mysql from 'mysql2/promise'
 import {UnreachableError, ValidationError} from '../errors.js'
-import {valuesList, type SqlConn, type SqlDriver, type SqlResult, type TableSpec} from './sql-driver.js'
+import {retryTransaction, valuesList, type SqlConn, type SqlDriver, type SqlResult, type TableSpec} from './sql-driver.js'
 import type {StoreUrl} from './url.js'
 
 const DBL_MAX = 1.7976931348623157e308
 const RETRYABLE = new Set([1213 /* deadlock */, 1205 /* lock wait timeout */])
+const retryable = (e: unknown) => RETRYABLE.has((e as {errno?: number}).errno ?? -1)
 
 function toResult(res: unknown): SqlResult {
   if (Array.isArray(res)) return {rows: res as Record<string, unknown>[], affected: 0}
@@ -60,8 +61,8 @@ export class MysqlDriver implements SqlDriver {
     return toResult(res)
   }
 
-  async transaction<T>(fn: (c: SqlConn) => Promise<T>, opts: {snapshot?: boolean} = {}): Promise<T> {
-    for (let attempt = 0; ; attempt++) {
+  transaction<T>(fn: (c: SqlConn) => Promise<T>, opts: {snapshot?: boolean} = {}): Promise<T> {
+    return retryTransaction(async () => {
       const conn = await this.pool.getConnection()
       const c: SqlConn = {query: async (sql, params = []) => toResult((await conn.query(sql, params))[0])}
       try {
@@ -74,14 +75,9 @@ export class MysqlDriver implements SqlDriver {
       } catch (e) {
         await conn.query('ROLLBACK').catch(() => {})
         conn.release()
-        const errno = (e as {errno?: number}).errno
-        if (errno !== undefined && RETRYABLE.has(errno) && attempt < 20) {
-          await new Promise((r) => setTimeout(r, Math.random() * 5 * (attempt + 1)))
-          continue
-        }
         throw e
       }
-    }
+    }, retryable)
   }
 
   insertIgnore(table: string, cols: string[], rows: number): string {

@@ -1,9 +1,10 @@
 import pg from 'pg'
 import {UnreachableError, ValidationError} from '../errors.js'
-import {valuesList, type SqlConn, type SqlDriver, type SqlResult, type TableSpec} from './sql-driver.js'
+import {retryTransaction, valuesList, type SqlConn, type SqlDriver, type SqlResult, type TableSpec} from './sql-driver.js'
 import type {StoreUrl} from './url.js'
 
 const RETRYABLE = new Set(['40P01' /* deadlock */, '40001' /* serialization */])
+const retryable = (e: unknown) => RETRYABLE.has((e as {code?: string}).code ?? '')
 
 /** `?` placeholders -> `$1..$n` (the store's SQL never has a literal `?`). */
 const numberedCache = new Map<string, string>()
@@ -67,8 +68,8 @@ export class PostgresDriver implements SqlDriver {
     return run(this.pool, sql, params)
   }
 
-  async transaction<T>(fn: (c: SqlConn) => Promise<T>, opts: {snapshot?: boolean} = {}): Promise<T> {
-    for (let attempt = 0; ; attempt++) {
+  transaction<T>(fn: (c: SqlConn) => Promise<T>, opts: {snapshot?: boolean} = {}): Promise<T> {
+    return retryTransaction(async () => {
       const client = await this.pool.connect()
       const c: SqlConn = {query: (sql, params = []) => run(client, sql, params)}
       try {
@@ -80,14 +81,9 @@ export class PostgresDriver implements SqlDriver {
       } catch (e) {
         await client.query('ROLLBACK').catch(() => {})
         client.release()
-        const code = (e as {code?: string}).code
-        if (code !== undefined && RETRYABLE.has(code) && attempt < 20) {
-          await new Promise((r) => setTimeout(r, Math.random() * 5 * (attempt + 1)))
-          continue
-        }
         throw e
       }
-    }
+    }, retryable)
   }
 
   insertIgnore(table: string, cols: string[], rows: number, returning?: string): string {

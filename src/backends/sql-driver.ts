@@ -1,3 +1,5 @@
+import {setTimeout as sleep} from 'node:timers/promises'
+
 /** What the SQL key store needs from a database driver (MySQL/MariaDB or PostgreSQL). */
 export interface SqlResult {
   rows: Record<string, unknown>[]
@@ -52,4 +54,20 @@ export function valuesList(rows: number, cols: number): string {
 
 export function placeholders(n: number): string {
   return new Array(n).fill('?').join(',')
+}
+
+/**
+ * Runs one transaction attempt until it succeeds or fails with an error that `retryable` (the
+ * dialect's deadlock / serialization codes) rejects; at most `retries` reruns, each after a short
+ * random backoff so two colliding transactions do not collide again.
+ */
+export async function retryTransaction<T>(attempt: () => Promise<T>, retryable: (e: unknown) => boolean, retries = 20): Promise<T> {
+  for (let i = 0; ; i++) {
+    try {
+      return await attempt()
+    } catch (e) {
+      if (i >= retries || !retryable(e)) throw e
+      await sleep(Math.random() * 5 * (i + 1))
+    }
+  }
 }

@@ -1,0 +1,87 @@
+import {INT64_MAX, INT64_MIN} from '../numbers.js'
+import {error, integer, simple, type Reply} from '../reply.js'
+import {dedupe, int64Arg, TYPE_NAMES, upper, type CommandTable} from './common.js'
+import type {SqlStore} from './store.js'
+
+/** Commands on whole keys of any type: existence, deletion, type and expiry. */
+export function keyCommands(s: SqlStore): CommandTable {
+  return {
+    del: [-2, (a, now) => del(s, a, now)],
+    unlink: [-2, (a, now) => del(s, a, now)],
+    exists: [-2, async (a, now) => integer((await s.existing(a, now)).filter(Boolean).length)],
+    type: [2, async (a, now) => {
+      const st = await s.peek(a[0], now)
+      return simple(st ? TYPE_NAMES[st.type] : 'none')
+    }],
+    expire: [-3, (a, now) => expire(s, a, 1000, 'expire', now)],
+    pexpire: [-3, (a, now) => expire(s, a, 1, 'pexpire', now)],
+    ttl: [2, async (a, now) => {
+      const st = await s.peek(a[0], now)
+      if (!st) return integer(-2)
+      if (st.expireAt === null) return integer(-1)
+      return integer(Math.floor((st.expireAt - now + 500) / 1000))
+    }],
+    pttl: [2, async (a, now) => {
+      const st = await s.peek(a[0], now)
+      if (!st) return integer(-2)
+      return integer(st.expireAt === null ? -1 : st.expireAt - now)
+    }],
+    persist: [2, (a, now) =>
+      s.tx(async (c) => {
+        const st = await s.lockKey(c, a[0], now)
+        if (!st || st.expireAt === null) return integer(0)
+        await c.query(`UPDATE ${s.t.keys} SET expire_at = NULL WHERE k = ?`, [a[0]])
+        return integer(1)
+      })],
+  }
+}
+
+function del(s: SqlStore, keys: Buffer[], now: number): Promise<Reply> {
+  // Locked in byte order so two multi-key DELs cannot deadlock each other.
+  const ks = dedupe(keys).sort(Buffer.compare)
+  return s.tx(async (c) => {
+    let n = 0
+    for (const k of ks) {
+      const st = await s.lockKey(c, k, now)
+      if (st) {
+        await s.dropKey(c, k, st.type)
+        n++
+      }
+    }
+    return integer(n)
+  })
+}
+
+/** EXPIRE / PEXPIRE (`unit` ms per argument unit) with NX / XX / GT / LT. */
+function expire(s: SqlStore, a: Buffer[], unit: number, name: string, now: number): Promise<Reply> {
+  const [key, when] = a
+  const n = int64Arg(when)
+  const f = {nx: false, xx: false, gt: false, lt: false}
+  for (const o of a.slice(2)) {
+    const u = upper(o)
+    if (u === 'NX') f.nx = true
+    else if (u === 'XX') f.xx = true
+    else if (u === 'GT') f.gt = true
+    else if (u === 'LT') f.lt = true
+    else return Promise.resolve(error(`ERR Unsupported option ${o.toString()}`))
+  }
+  if (f.nx && (f.xx || f.gt || f.lt)) return Promise.resolve(error('ERR NX and XX, GT or LT options at the same time are not compatible'))
+  if (f.gt && f.lt) return Promise.resolve(error('ERR GT and LT options at the same time are not compatible'))
+  const at = n * BigInt(unit) + BigInt(now)
+  if (n > INT64_MAX / BigInt(unit) || n < INT64_MIN / BigInt(unit) || at > INT64_MAX || at < INT64_MIN) {
+    return Promise.resolve(error(`ERR invalid expire time in '${name}' command`))
+  }
+  const expireAt = Number(at)
+  return s.tx(async (c) => {
+    const st = await s.lockKey(c, key, now)
+    if (!st) return integer(0)
+    const cur = st.expireAt
+    if (f.nx && cur !== null) return integer(0)
+    if (f.xx && cur === null) return integer(0)
+    if (f.gt && (cur === null || !(expireAt > cur))) return integer(0)
+    if (f.lt && cur !== null && !(expireAt < cur)) return integer(0)
+    if (expireAt <= now) await s.dropKey(c, key, st.type)
+    else await c.query(`UPDATE ${s.t.keys} SET expire_at = ? WHERE k = ?`, [expireAt, key])
+    return integer(1)
+  })
+}
