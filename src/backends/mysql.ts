@@ -1,6 +1,6 @@
 import mysql from 'mysql2/promise'
 import {UnreachableError, ValidationError} from '../errors.js'
-import {retryTransaction, valuesList, type SqlConn, type SqlDriver, type SqlResult, type TableSpec} from './sql-driver.js'
+import {inTransaction, retryTransaction, valuesList, type SqlConn, type SqlDriver, type SqlResult, type TableSpec} from './sql-driver.js'
 import type {StoreUrl} from './url.js'
 
 const DBL_MAX = 1.7976931348623157e308
@@ -64,19 +64,11 @@ export class MysqlDriver implements SqlDriver {
   transaction<T>(fn: (c: SqlConn) => Promise<T>, opts: {snapshot?: boolean} = {}): Promise<T> {
     return retryTransaction(async () => {
       const conn = await this.pool.getConnection()
-      const c: SqlConn = {query: async (sql, params = []) => toResult((await conn.query(sql, params))[0])}
-      try {
-        if (opts.snapshot) await conn.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ')
-        await conn.query(opts.snapshot ? 'START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY' : 'START TRANSACTION')
-        const out = await fn(c)
-        await conn.query('COMMIT')
-        conn.release()
-        return out
-      } catch (e) {
-        await conn.query('ROLLBACK').catch(() => {})
-        conn.release()
-        throw e
-      }
+      const c = {query: async (sql: string, params: unknown[] = []) => toResult((await conn.query(sql, params))[0]), release: () => conn.release()}
+      const begin = opts.snapshot
+        ? ['SET TRANSACTION ISOLATION LEVEL REPEATABLE READ', 'START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY']
+        : ['START TRANSACTION']
+      return inTransaction(c, begin, fn)
     }, retryable)
   }
 

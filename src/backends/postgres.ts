@@ -1,6 +1,6 @@
 import pg from 'pg'
 import {UnreachableError, ValidationError} from '../errors.js'
-import {retryTransaction, valuesList, type SqlConn, type SqlDriver, type SqlResult, type TableSpec} from './sql-driver.js'
+import {inTransaction, retryTransaction, valuesList, type SqlConn, type SqlDriver, type SqlResult, type TableSpec} from './sql-driver.js'
 import type {StoreUrl} from './url.js'
 
 const RETRYABLE = new Set(['40P01' /* deadlock */, '40001' /* serialization */])
@@ -71,18 +71,8 @@ export class PostgresDriver implements SqlDriver {
   transaction<T>(fn: (c: SqlConn) => Promise<T>, opts: {snapshot?: boolean} = {}): Promise<T> {
     return retryTransaction(async () => {
       const client = await this.pool.connect()
-      const c: SqlConn = {query: (sql, params = []) => run(client, sql, params)}
-      try {
-        await client.query(opts.snapshot ? 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY' : 'BEGIN')
-        const out = await fn(c)
-        await client.query('COMMIT')
-        client.release()
-        return out
-      } catch (e) {
-        await client.query('ROLLBACK').catch(() => {})
-        client.release()
-        throw e
-      }
+      const c = {query: (sql: string, params: unknown[] = []) => run(client, sql, params), release: () => client.release()}
+      return inTransaction(c, [opts.snapshot ? 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY' : 'BEGIN'], fn)
     }, retryable)
   }
 

@@ -71,3 +71,21 @@ export async function retryTransaction<T>(attempt: () => Promise<T>, retryable: 
     }
   }
 }
+
+/**
+ * One attempt of a transaction on a pooled connection: the dialect's BEGIN statements, fn, COMMIT; on
+ * any error ROLLBACK (best effort) and rethrow. The connection goes back to its pool either way.
+ */
+export async function inTransaction<T>(conn: SqlConn & {release(): void}, begin: string[], fn: (c: SqlConn) => Promise<T>): Promise<T> {
+  try {
+    for (const sql of begin) await conn.query(sql)
+    const out = await fn(conn)
+    await conn.query('COMMIT')
+    return out
+  } catch (e) {
+    await conn.query('ROLLBACK').catch(() => {})
+    throw e
+  } finally {
+    conn.release()
+  }
+}
