@@ -11,6 +11,7 @@ import {ConflictError, NotFoundError} from '../errors.js'
 import {withTopologyStore} from '../service/context.js'
 import {table} from './table.js'
 import {lowerPriority, withStopSignal} from './job-front.js'
+import {MigrationProgressView} from './migration-progress.js'
 import {getJob, listJobs, openCheckpoints, processAlive, setJobControl, updateJob, type CheckpointDb, type Job} from '../migrate/checkpoints.js'
 import {unfinishedError, type BackfillCheckpoint} from '../migrate/backfill.js'
 import {MigrationLock} from '../migrate/lock.js'
@@ -80,7 +81,7 @@ export async function runJobCommand(cfg: RstoreConfig, req: JobRequest, opts: Mo
   const db = openCheckpoints(cfg.checkpointDir, cfg.product)
   try {
     return await withStopSignal(ui.write, 'stopping after the batch in flight (Ctrl-C again to exit now)...', (signal) =>
-      withTopologyStore(cfg, (store) => runMigrationJob(store, db, req, opts, {tty: !ui.json && Boolean(process.stderr.isTTY), quiet: ui.json, write: ui.write}, signal)),
+      withTopologyStore(cfg, (store) => runMigrationJob(store, db, req, opts, new MigrationProgressView({tty: !ui.json && Boolean(process.stderr.isTTY), quiet: ui.json, write: ui.write}), signal)),
     )
   } finally {
     db.close()

@@ -27,7 +27,7 @@ import {canonicalJson, type CheckpointDb, type Job} from './checkpoints.js'
 import {failpoint} from './failpoints.js'
 import {LockLostError, MigrationLock} from './lock.js'
 import {MigrationStore, type BigKey, type MigrationKind, type MigrationProgress, type PlannedSlot, type SlotRow} from './migration-store.js'
-import {Progress} from './progress.js'
+import {Progress, type ProgressSink} from './progress.js'
 import {planRebalance, rangesText, type RebalanceBy, type RebalancePlan} from './rebalance-plan.js'
 import {dumpKeys, existing, isInternalKey, keySizes, Masters, maxmemory, migrateKeys, restoreKeys, sscanPage} from './redis-keys.js'
 import {laneNext, lanesFrom, lanesText, ScanBuckets, type ScanLane} from './scan-buckets.js'
@@ -82,11 +82,8 @@ export const DEFAULT_MOVE_OPTIONS: MoveOptions = {
 /** Script batches in flight while a held slot moves: source, target and mover work side by side. */
 const HELD_INFLIGHT = 5
 
-export interface UiOptions {
-  tty: boolean
-  quiet: boolean
-  write: (line: string) => void
-}
+/** Where the job's progress and log lines go (the CLI's bar, a server's view). */
+export type UiOptions = ProgressSink
 
 export type JobRequest =
   | {kind: 'migrate'; from: string | number; to: string | number; group: string | number}
@@ -307,7 +304,7 @@ export async function runMigrationJob(
     }
   }
 
-  const progress = new Progress(job.id, {...ui, store})
+  const progress = new Progress(job.id, {sink: ui, store})
   let lock: MigrationLock
   try {
     lock = await MigrationLock.acquire(store, job.id, {ttlSec: opts.lockTtlSec, log: (l) => progress.log(l)})

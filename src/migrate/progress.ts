@@ -1,9 +1,9 @@
 /**
- * Progress of a migration job: a cli-progress bar on a TTY, plain lines otherwise, and a JSON
- * record at `progress/migration` in the coordinator every second (bound to the job's lock lease, so
- * it disappears with the mover; the proxies show its numbers on /metrics as rstore_migration).
+ * Progress of a migration job: its numbers (phase, slots, keys, keys/s, ETA) reported to a sink (the
+ * CLI's bar or plain lines, a server's own view) on every change and about once a second, and a JSON
+ * record at `progress/migration` in the coordinator every second (bound to the job's lock lease, so it
+ * disappears with the mover; the proxies show its numbers on /metrics as rstore_migration).
  */
-import cliProgress from 'cli-progress'
 import type {TopologyStore} from '../coord/topology-store.js'
 
 export type JobPhase = 'starting' | 'marking' | 'scanning' | 'moving' | 'paused' | 'waiting' | 'cancelling' | 'done' | 'cancelled' | 'stopped'
@@ -22,17 +22,32 @@ export interface ProgressState {
   bigKeys: number
 }
 
+/** What a sink is given: the state and the rates derived from it. */
+export interface ProgressReport extends ProgressState {
+  /** Over the last ~5 s of moving. */
+  keysPerSecond: number
+  /** Seconds left (NaN before the move starts). */
+  etaSeconds: number
+  elapsedSeconds: number
+}
+
+/** Where a job's progress goes: the CLI renders it (src/cli/), a server process keeps it. */
+export interface ProgressSink {
+  /** The numbers, on each change and about once a second. */
+  update(report: ProgressReport): void
+  /** A line of the job's log: a slot done, a proxy waited for, a warning. */
+  log(line: string): void
+  /** The job is over (the sink may draw its last state). */
+  stop?(): void
+}
+
+/** A sink that keeps nothing (callers that only want the summary). */
+export const SILENT_SINK: ProgressSink = {update() {}, log() {}}
+
 export interface ProgressOptions {
-  /** Draw a bar (stderr is a TTY and not --json). */
-  tty: boolean
-  /** Print nothing but errors (--json). */
-  quiet: boolean
-  /** Plain-line output. */
-  write: (line: string) => void
+  sink: ProgressSink
   store?: TopologyStore
   lease?: string
-  /** Plain progress line every this many ms (default 2000). */
-  lineEveryMs?: number
 }
 
 export function formatDuration(sec: number): string {
@@ -48,9 +63,6 @@ export class Progress {
   private readonly startedAt = Date.now()
   private moveStartedAt = 0
   private timer: NodeJS.Timeout | null = null
-  private multibar: cliProgress.MultiBar | null = null
-  private bar: cliProgress.SingleBar | null = null
-  private lastLine = 0
   private publishing = false
 
   constructor(
@@ -66,21 +78,7 @@ export class Progress {
   }
 
   start(): void {
-    if (this.opts.tty && !this.opts.quiet) {
-      this.multibar = new cliProgress.MultiBar(
-        {
-          format: ' {bar} {value}/{total} slots | {keys} keys | {rate} keys/s | ETA {etaText} | {phaseText}',
-          barsize: 28,
-          hideCursor: true,
-          clearOnComplete: false,
-          stopOnComplete: false,
-          stream: process.stderr,
-          fps: 5,
-        },
-        cliProgress.Presets.shades_classic,
-      )
-      this.bar = this.multibar.create(Math.max(1, this.state.slotsTotal), this.state.slotsDone, this.payload())
-    }
+    this.opts.sink.update(this.report())
     this.timer = setInterval(() => this.tick(), 1000)
     this.timer.unref()
   }
@@ -113,38 +111,19 @@ export class Progress {
   set(patch: Partial<ProgressState>): void {
     Object.assign(this.state, patch)
     if (patch.phase === 'moving' && !this.moveStartedAt) this.moveStartedAt = Date.now()
-    if (this.bar) {
-      this.bar.setTotal(Math.max(1, this.state.slotsTotal))
-      this.bar.update(this.state.slotsDone, this.payload())
-    }
+    this.opts.sink.update(this.report())
   }
 
-  /** One line above the bar, or a plain line. */
   log(line: string): void {
-    if (this.opts.quiet) return
-    if (this.multibar) this.multibar.log(line + '\n')
-    else this.opts.write(line)
+    this.opts.sink.log(line)
   }
 
-  private payload(): Record<string, string | number> {
-    const s = this.state
-    const phaseText =
-      s.phase === 'moving' ? `slot ${s.currentSlot}` : s.phase === 'scanning' ? `scanning (${s.scannedKeys} keys seen)` : s.phase
-    return {keys: s.keysMoved, rate: Math.round(this.rate()), etaText: formatDuration(this.eta()), phaseText}
-  }
-
-  line(): string {
-    const s = this.state
-    const where = s.phase === 'moving' ? `, slot ${s.currentSlot}` : s.phase === 'scanning' ? `, ${s.scannedKeys} keys scanned` : ''
-    return `[${s.job}] ${s.phase}: ${s.slotsDone}/${s.slotsTotal} slots, ${s.keysMoved}${s.keysTotal ? `/${s.keysTotal}` : ''} keys, ${Math.round(this.rate())} keys/s, ETA ${formatDuration(this.eta())}${where}`
+  report(): ProgressReport {
+    return {...this.state, keysPerSecond: this.rate(), etaSeconds: this.eta(), elapsedSeconds: this.elapsedSec()}
   }
 
   private tick(): void {
-    if (this.bar) this.bar.update(this.state.slotsDone, this.payload())
-    else if (!this.opts.quiet && Date.now() - this.lastLine >= (this.opts.lineEveryMs ?? 2000)) {
-      this.lastLine = Date.now()
-      this.opts.write(this.line())
-    }
+    this.opts.sink.update(this.report())
     void this.publish()
   }
 
@@ -182,12 +161,8 @@ export class Progress {
   stop(): void {
     if (this.timer) clearInterval(this.timer)
     this.timer = null
-    if (this.multibar) {
-      this.bar?.update(this.state.slotsDone, this.payload())
-      this.multibar.stop()
-      this.multibar = null
-      this.bar = null
-    }
+    this.opts.sink.update(this.report())
+    this.opts.sink.stop?.()
   }
 
   elapsedSec(): number {
