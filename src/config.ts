@@ -101,8 +101,3 @@ export function proxyPassword(cfg: RstoreConfig, flag: string | undefined, warn:
   if (!pass) throw new ValidationError(`proxy_auth_file '${cfg.proxyAuthFile}' is empty: put the clients' password in it`)
   return pass
 }
-
-/** The coordinator key prefix of a product: everything lives below it. */
-export function productPrefix(product: string): string {
-  return `/rstore/${product}/`
-}

@@ -43,7 +43,7 @@ const ATTEMPTS = 8
 const RECHECK_ROUNDS = 12
 
 function cutoverKey(store: TopologyStore, name: string): string {
-  return store.key('cutovers', name)
+  return store.keys.cutover(name)
 }
 
 /** The db groups a rule's shard tree can route to. */
@@ -88,7 +88,7 @@ async function step(
     validateCutovers(next, [...others, res.cutover])
     const ops: Op[] = [...(res.ops ?? []), {type: 'put', key: cutoverKey(store, name), value: JSON.stringify(res.cutover)}]
     try {
-      epoch = await store.update(() => ({}), [{key: store.key('epoch'), modRevision: epochRevision}], ops)
+      epoch = await store.update(() => ({}), [{key: store.keys.epoch, modRevision: epochRevision}], ops)
       cutover = res.cutover
       break
     } catch (err) {
@@ -209,8 +209,8 @@ export async function finishCutover(store: TopologyStore, cfg: RstoreConfig, nam
       cutover: withStep(c, 'finished'),
       config: next,
       ops: [
-        ...(existing ? [] : [{type: 'put' as const, key: store.key('shards', shardName), value: JSON.stringify(shard)}]),
-        {type: 'put', key: store.key('rules', c.rule), value: JSON.stringify(nextRule)},
+        ...(existing ? [] : [{type: 'put' as const, key: store.keys.config('shard', shardName), value: JSON.stringify(shard)}]),
+        {type: 'put', key: store.keys.config('rule', c.rule), value: JSON.stringify(nextRule)},
       ],
     }
   })

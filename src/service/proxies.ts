@@ -18,7 +18,7 @@ export async function setProxyState(store: TopologyStore, id: string, state: 'on
   }
   const ops = [...new Set(matches.map((p) => p.id).concat(id))].map((pid) => ({
     type: 'put' as const,
-    key: store.key('proxyctl', pid),
+    key: store.keys.proxyControl(pid),
     value: JSON.stringify({state}),
   }))
   await store.coord.txn([], ops)

@@ -56,7 +56,7 @@ async function change(
     validateCutovers(compileRules(nextCfg), cutovers) // throws RuleConfigError with the first problem
     const key = configKey(store, kind, name)
     const ops: Op[] = value ? [{type: 'put', key, value: JSON.stringify(value)}] : [{type: 'delete', key}]
-    const compares: Compare[] = [{key: store.key('epoch'), modRevision: epochRevision}]
+    const compares: Compare[] = [{key: store.keys.epoch, modRevision: epochRevision}]
     try {
       const epoch = await store.update(() => ({}), compares, ops)
       const res: ConfigChangeResult = {kind, name, action, epoch}
