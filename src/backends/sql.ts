@@ -1,4 +1,5 @@
 import {ValidationError} from '../errors.js'
+import {prefixEnd} from '../coord/keys.js'
 import {globMatch, globPrefix} from './glob.js'
 import {MysqlDriver} from './mysql.js'
 import {formatDouble, incrByFloatText, INT64_MAX, INT64_MIN, parseDouble, parseInt64} from './numbers.js'
@@ -56,18 +57,6 @@ function chunks<X>(xs: X[], n: number): X[][] {
   const out: X[][] = []
   for (let i = 0; i < xs.length; i += n) out.push(xs.slice(i, i + n))
   return out
-}
-
-/** The smallest byte string greater than every string starting with prefix (null: none). */
-function prefixEnd(prefix: Buffer): Buffer | null {
-  const b = Buffer.from(prefix)
-  for (let i = b.length - 1; i >= 0; i--) {
-    if (b[i] < 0xff) {
-      b[i]++
-      return b.subarray(0, i + 1)
-    }
-  }
-  return null
 }
 
 export interface SqlStoreOptions {
