@@ -26,6 +26,7 @@
  *
  * Keys are stored as BLOBs (their UTF-8 bytes) so that SQLite orders them exactly like etcd does.
  */
+import {setTimeout as sleep} from 'node:timers/promises'
 import Database from 'better-sqlite3'
 import {closeSync, existsSync, constants as fsc, mkdirSync, openSync, writeSync} from 'node:fs'
 import {basename, dirname, resolve} from 'node:path'
@@ -142,8 +143,6 @@ function toKeyValue(row: KvRow): KeyValue {
   if (row.lease !== null) kv.lease = String(row.lease)
   return kv
 }
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-
 
 export class EmbeddedCoordinator implements Coordinator {
   readonly kind = 'embedded' as const

@@ -1,3 +1,4 @@
+import {setTimeout as sleep} from 'node:timers/promises'
 import {ConflictError, RstoreError, ValidationError} from '../errors.js'
 import {
   topologyProblem,
@@ -453,6 +454,3 @@ function copyOf(snap: {topo: Topology; meta: TopologyMeta}): {topo: Topology; me
   return {topo: {epoch: topo.epoch, slots: topo.slots.slice(), groups: new Map(topo.groups)}, meta: {...meta}}
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms))
-}

@@ -1,3 +1,4 @@
+import {setTimeout as sleep} from 'node:timers/promises'
 import {openStore, type KeyStore} from '../backends/index.js'
 import type {RstoreConfig} from '../config.js'
 import {PreconditionFailedError, type TopologyStore} from '../coord/topology-store.js'
@@ -94,7 +95,7 @@ async function step(
     } catch (err) {
       if (!(err instanceof PreconditionFailedError)) throw err
       if (attempt >= ATTEMPTS) throw new ConflictError(`the configuration kept changing during cutover ${name}; try again`)
-      await new Promise((r) => setTimeout(r, 10 * attempt))
+      await sleep(10 * attempt)
     }
   }
   const barrierMs = await waitForProxies(store, epoch, {
@@ -347,7 +348,7 @@ export async function verifyCutover(rules: CompiledRules, c: Cutover, opts: Cuto
     // costs about a second.
     let last: {key: Buffer; reason: string; detail: string}[] = []
     for (let round = 0; round < RECHECK_ROUNDS && suspects.size; round++) {
-      if (round) await new Promise((r) => setTimeout(r, 20 + Math.random() * 80))
+      if (round) await sleep(20 + Math.random() * 80)
       last = []
       const next = new Map<string, {key: Buffer; group: string}>()
       for (const {key, group} of suspects.values()) {

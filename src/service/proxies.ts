@@ -1,3 +1,4 @@
+import {setTimeout as sleep} from 'node:timers/promises'
 import {NotFoundError, RstoreError} from '../errors.js'
 import {TopologyStore} from '../coord/topology-store.js'
 import type {ProxyInfo} from '../topology/model.js'
@@ -30,6 +31,6 @@ export async function setProxyState(store: TopologyStore, id: string, state: 'on
       const late = now.filter((p) => p.state !== state).map((p) => p.id)
       throw new RstoreError('ETIMEOUT', `proxy ${late.join(', ') || id} did not report '${state}' within ${timeoutMs / 1000} s; is it running and reaching the coordinator?`)
     }
-    await new Promise((r) => setTimeout(r, 100))
+    await sleep(100)
   }
 }

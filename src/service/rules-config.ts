@@ -1,3 +1,4 @@
+import {setTimeout as sleep} from 'node:timers/promises'
 import {PreconditionFailedError, type TopologyStore} from '../coord/topology-store.js'
 import type {Compare, KeyValue, Op} from '../coord/types.js'
 import {ConflictError, NotFoundError, RstoreError, ValidationError} from '../errors.js'
@@ -67,7 +68,7 @@ async function change(
         if (err instanceof PreconditionFailedError) throw new ConflictError(`the configuration kept changing while this ${kind} was saved (${attempt} attempts); try again`)
         throw err
       }
-      await new Promise((r) => setTimeout(r, 5 + Math.random() * 20 * attempt))
+      await sleep(5 + Math.random() * 20 * attempt)
     }
   }
 }

@@ -15,6 +15,7 @@
  *   master and the other slaves are told `REPLICAOF <addr>`. Writes that waited in the pause fail with
  *   READONLY rather than being lost. If the old master does not answer it is skipped (failover).
  */
+import {setTimeout as sleep} from 'node:timers/promises'
 import {ConflictError, NotFoundError} from '../errors.js'
 import type {TopologyStore} from '../coord/topology-store.js'
 import {
@@ -350,7 +351,7 @@ async function waitCaughtUp(redis: RedisOps, master: string, replica: string, ti
         `server ${replica} has not caught up with master ${master} after ${timeoutMs} ms (${why}); nothing was changed (--force promotes anyway, losing what it lacks)`,
       )
     }
-    await new Promise((r) => setTimeout(r, 50))
+    await sleep(50)
     last = await redis.replication(replica)
   }
 }
