@@ -2,7 +2,7 @@ import {existsSync, readFileSync} from 'node:fs'
 import {resolve} from 'node:path'
 import {ValidationError} from './errors.js'
 
-/** Settings from config.ini (DESIGN.md section 3); flags override them. */
+/** Settings from config.ini (README "Configuration"); flags override them. */
 export interface RstoreConfig {
   product: string
   coordinator: 'embedded' | 'etcd'
@@ -100,9 +100,4 @@ export function proxyPassword(cfg: RstoreConfig, flag: string | undefined, warn:
   const pass = text.replace(/\r?\n$/, '')
   if (!pass) throw new ValidationError(`proxy_auth_file '${cfg.proxyAuthFile}' is empty: put the clients' password in it`)
   return pass
-}
-
-/** The coordinator key prefix of a product: everything lives below it. */
-export function productPrefix(product: string): string {
-  return `/rstore/${product}/`
 }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import {mkdirSync, writeFileSync} from 'node:fs'
 import {join, resolve} from 'node:path'
 import {after, test} from 'node:test'
-import {DEFAULT_CONFIG, loadConfig, parseIni, productPrefix, proxyPassword} from '../src/config.js'
+import {DEFAULT_CONFIG, loadConfig, parseIni, proxyPassword} from '../src/config.js'
 import {ValidationError} from '../src/errors.js'
 import {removeDir, tempDir} from './harness/process.js'
 
@@ -85,10 +85,6 @@ test('loadConfig: bad values are refused with a readable error', () => {
   writeFileSync(p, 'colour=blue\n')
   assert.throws(() => loadConfig(p), /unknown setting 'colour'/)
   assert.throws(() => loadConfig(join(dir, 'missing.ini')), /config file .*missing\.ini' does not exist/)
-})
-
-test('productPrefix namespaces every key', () => {
-  assert.equal(productPrefix('shop'), '/rstore/shop/')
 })
 
 test('proxyPassword: --proxy-auth (warned), else RSTORE_PROXY_AUTH, else proxy_auth_file (relative to the config file)', () => {

@@ -5,6 +5,7 @@
  */
 import {randomBytes} from 'node:crypto'
 import {createOnly, type Coordinator} from '../coord/types.js'
+import {KeyLayout} from '../coord/layout.js'
 import {redisOps} from './redis-ops.js'
 import {parseAddr} from '../topology/model.js'
 import {adminSecurity, operatorProxyUser, PROXY_ACL_USER, type BackendSecurity} from '../resp/credentials.js'
@@ -17,7 +18,7 @@ export interface ProxyCredential {
 }
 
 export function proxyCredentialKey(product: string): string {
-  return `/rstore/${product}/backend-auth/proxy`
+  return new KeyLayout(product).proxyCredential
 }
 
 async function stored(coord: Coordinator, product: string): Promise<ProxyCredential | undefined> {

@@ -26,12 +26,14 @@
  *
  * Keys are stored as BLOBs (their UTF-8 bytes) so that SQLite orders them exactly like etcd does.
  */
+import {setTimeout as sleep} from 'node:timers/promises'
 import Database from 'better-sqlite3'
 import {closeSync, existsSync, constants as fsc, mkdirSync, openSync, writeSync} from 'node:fs'
 import {basename, dirname, resolve} from 'node:path'
 import {RstoreError} from '../errors.js'
 import {watchFiles, type FileWakeup} from './wakeup.js'
 import {CompactedError, CoordinatorClosedError, keyBytes, LeaseNotFoundError, prefixEnd, reportWatchError, validateOps} from './keys.js'
+import {LeaseLoss} from './lease-loss.js'
 import type {Compare, Coordinator, KeyValue, Lease, Op, TxnResult, WatchEvent, Watcher} from './types.js'
 
 export interface EmbeddedOptions {
@@ -141,8 +143,6 @@ function toKeyValue(row: KvRow): KeyValue {
   if (row.lease !== null) kv.lease = String(row.lease)
   return kv
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 export class EmbeddedCoordinator implements Coordinator {
   readonly kind = 'embedded' as const
@@ -710,9 +710,11 @@ class EmbeddedWatcher implements Watcher {
 
 class EmbeddedLease implements Lease {
   private timer: NodeJS.Timeout | null = null
-  private lost = false
-  private stopped = false
-  private readonly callbacks: (() => void)[] = []
+  private readonly loss = new LeaseLoss(() => {
+    if (this.timer) clearInterval(this.timer)
+    this.timer = null
+    this.coord.forgetLease(this)
+  })
 
   constructor(
     private readonly coord: EmbeddedCoordinator,
@@ -727,54 +729,28 @@ class EmbeddedLease implements Lease {
   }
 
   private keepAlive(): void {
-    if (this.stopped || this.coord.isClosed) return this.stop()
+    if (this.loss.isStopped || this.coord.isClosed) return this.loss.stop()
     try {
       const res = this.coord.keepAliveLease(this.id, this.ttlMs)
       if (res.alive) this.expiresAt = res.expiresAt
-      else this.markLost()
+      else this.loss.markLost()
     } catch {
       // The database is busy for longer than the busy timeout (or failing): the lease is lost once its
       // last known expiry has passed, whatever the database says later.
-      if (Date.now() >= this.expiresAt) this.markLost()
+      if (Date.now() >= this.expiresAt) this.loss.markLost()
     }
-  }
-
-  private markLost(): void {
-    if (this.lost) return
-    this.lost = true
-    this.stop()
-    for (const cb of this.callbacks.splice(0)) {
-      try {
-        cb()
-      } catch (err) {
-        setImmediate(() => {
-          throw err
-        })
-      }
-    }
-  }
-
-  private stop(): void {
-    this.stopped = true
-    if (this.timer) clearInterval(this.timer)
-    this.timer = null
-    this.coord.forgetLease(this)
   }
 
   onLost(cb: () => void): void {
-    if (this.lost) {
-      setImmediate(cb)
-      return
-    }
-    this.callbacks.push(cb)
+    this.loss.onLost(cb)
   }
 
   async revoke(): Promise<void> {
-    this.stop()
+    this.loss.stop()
     this.coord.revokeLease(this.id)
   }
 
   release(): void {
-    this.stop()
+    this.loss.stop()
   }
 }

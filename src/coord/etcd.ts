@@ -6,12 +6,13 @@
  *   already delivered are skipped if the client reconnects and replays);
  * - leases: etcd leases kept alive by the client. onLost fires when etcd says the lease is gone, or
  *   when no keep-alive has been confirmed for a whole TTL (etcd may have expired it by then: a holder
- *   must behave as if it had, see DESIGN.md rule 5 on fencing).
+ *   must behave as if it had, see docs/architecture.md rule 5 on fencing).
  */
 import etcd3 from 'etcd3'
 import type {ICompare, IKeyValue, IRequestOp, Lease as EtcdLease, Watcher as EtcdWatcher, IWatchResponse} from 'etcd3'
 import {UnreachableError, ValidationError} from '../errors.js'
 import {CompactedError, CoordinatorClosedError, keyBytes, LeaseNotFoundError, prefixEnd, reportWatchError, validateOps} from './keys.js'
+import {LeaseLoss} from './lease-loss.js'
 import type {Compare, Coordinator, KeyValue, Lease, Op, TxnResult, WatchEvent, Watcher} from './types.js'
 
 const {Etcd3, EtcdLeaseInvalidError, GRPCDeadlineExceededError, GRPCUnavailableError, isRecoverableError} = etcd3
@@ -363,9 +364,12 @@ class EtcdWatchHandle implements Watcher {
 
 class EtcdLeaseHandle implements Lease {
   private _id = ''
-  private lost = false
-  private stopped = false
-  private readonly callbacks: (() => void)[] = []
+  private readonly loss = new LeaseLoss(() => {
+    if (this.watchdog) clearTimeout(this.watchdog)
+    this.watchdog = null
+    this.inner.release()
+    this.coord.forgetLease(this)
+  })
   /** Times the keep-alives still waiting for an answer were sent. */
   private pendingFires: number[] = []
   /** The lease is certainly alive on the server until then. */
@@ -379,7 +383,7 @@ class EtcdLeaseHandle implements Lease {
     requestedAt: number,
   ) {
     this.confirmedUntil = requestedAt + ttlSeconds * 1000
-    inner.on('lost', () => this.markLost())
+    inner.on('lost', () => this.loss.markLost())
     inner.on('keepaliveEstablished', () => {
       this.pendingFires = []
     })
@@ -403,54 +407,27 @@ class EtcdLeaseHandle implements Lease {
   }
 
   private armWatchdog(): void {
-    if (this.stopped) return
+    if (this.loss.isStopped) return
     const wait = Math.max(10, this.confirmedUntil - Date.now())
     this.watchdog = setTimeout(() => {
       this.watchdog = null
-      if (this.stopped) return
-      if (Date.now() >= this.confirmedUntil) this.markLost()
+      if (this.loss.isStopped) return
+      if (Date.now() >= this.confirmedUntil) this.loss.markLost()
       else this.armWatchdog()
     }, wait)
     this.watchdog.unref()
   }
 
-  private markLost(): void {
-    if (this.lost || this.stopped) return
-    this.lost = true
-    this.stop()
-    for (const cb of this.callbacks.splice(0)) {
-      try {
-        cb()
-      } catch (err) {
-        setImmediate(() => {
-          throw err
-        })
-      }
-    }
-  }
-
-  private stop(): void {
-    this.stopped = true
-    if (this.watchdog) clearTimeout(this.watchdog)
-    this.watchdog = null
-    this.inner.release()
-    this.coord.forgetLease(this)
-  }
-
   onLost(cb: () => void): void {
-    if (this.lost) {
-      setImmediate(cb)
-      return
-    }
-    this.callbacks.push(cb)
+    this.loss.onLost(cb)
   }
 
   async revoke(): Promise<void> {
-    this.stop()
+    this.loss.stop()
     await this.inner.revoke()
   }
 
   release(): void {
-    this.stop()
+    this.loss.stop()
   }
 }

@@ -6,6 +6,7 @@
  * onChange is called once per turn (setImmediate), so snapshot() there is the store at one revision.
  * Mirrored values carry no lease (watch events do not say).
  */
+import {setTimeout as sleep} from 'node:timers/promises'
 import type {Coordinator, KeyValue, WatchEvent, Watcher} from './types.js'
 
 export class PrefixMirror {
@@ -119,7 +120,7 @@ export class PrefixMirror {
         this.changed()
         return
       } catch {
-        await new Promise((r) => setTimeout(r, 500))
+        await sleep(500)
       }
     }
   }

@@ -3,6 +3,7 @@ import type {KeyValue} from './types.js'
 import {RstoreError, ValidationError} from '../errors.js'
 import {compileRules, CONFIG_KINDS, type CompiledRules, type ConfigKind, type DbGroup, type DbUnit, type Rule, type RulesConfig, type Shard} from '../topology/rules.js'
 import {parseCutover, type Cutover} from '../topology/cutover.js'
+import {CONFIG_DIRS} from './layout.js'
 
 /**
  * The rstore routing config objects in the coordinator: `/rstore/<product>/{dbunits,dbgroups,shards,rules}/<name>`
@@ -14,14 +15,14 @@ import {parseCutover, type Cutover} from '../topology/cutover.js'
 
 export type ConfigObject = DbUnit | DbGroup | Shard | Rule
 
-export const DIRS: Record<ConfigKind, keyof RulesConfig> = {dbunit: 'dbunits', dbgroup: 'dbgroups', shard: 'shards', rule: 'rules'}
+export const DIRS = CONFIG_DIRS
 export function parseKind(text: string): ConfigKind {
   if (!(CONFIG_KINDS as readonly string[]).includes(text)) throw new ValidationError(`unknown config kind '${text}' (${CONFIG_KINDS.join(', ')})`)
   return text as ConfigKind
 }
 
 export function configKey(store: TopologyStore, kind: ConfigKind, name: string): string {
-  return store.key(DIRS[kind], name)
+  return store.keys.config(kind, name)
 }
 
 export interface LoadedRulesConfig {
@@ -46,9 +47,9 @@ export function parseRulesConfig(store: TopologyStore, kvs: KeyValue[]): LoadedR
   let epoch = 0
   let epochRevision = 0
   const cutovers: Cutover[] = []
-  const epochKey = store.key('epoch')
-  const cutoverPrefix = store.key('cutovers', '')
-  const kinds = CONFIG_KINDS.map((kind) => ({list: config[DIRS[kind]] as unknown[], prefix: store.key(DIRS[kind], '')}))
+  const epochKey = store.keys.epoch
+  const cutoverPrefix = store.keys.cutoversPrefix
+  const kinds = CONFIG_KINDS.map((kind) => ({list: config[DIRS[kind]] as unknown[], prefix: store.keys.configPrefix(kind)}))
   const source: string[] = []
   // A cheap first test: the two characters after the product prefix (skips the 1024 slots/ keys).
   const at = store.prefix.length

@@ -1,3 +1,4 @@
+import {setTimeout as sleep} from 'node:timers/promises'
 import {ConflictError, RstoreError, ValidationError} from '../errors.js'
 import {
   topologyProblem,
@@ -9,6 +10,7 @@ import {
   type Topology,
 } from '../topology/model.js'
 import {SLOT_COUNT} from '../topology/slots.js'
+import {KeyLayout} from './layout.js'
 import type {Compare, Coordinator, KeyValue, Op, Watcher} from './types.js'
 
 /** What an update writes: whole slot and group records (and groups to delete). */
@@ -50,13 +52,15 @@ const UPDATE_ATTEMPTS = 8
 
 /**
  * The one module through which topology (slots, groups, epoch, proxies) is read from and written to the
- * coordinator, under `/rstore/<product>/` (DESIGN.md section 4).
+ * coordinator, under `/rstore/<product>/` (README.md "Coordinator data model").
  *
  * Every routing change goes through update(): one transaction that writes the changed records plus
  * epoch+1 and compares the epoch key's modRevision, so changes are serialized and every change is
  * visible to proxies as one new epoch. Nothing else may write slots/ or groups/.
  */
 export class TopologyStore {
+  /** Every key of the product (the one owner of the layout). */
+  readonly keys: KeyLayout
   readonly prefix: string
   private readonly slotsPrefix: string
   private readonly groupsPrefix: string
@@ -75,10 +79,11 @@ export class TopologyStore {
     readonly coord: Coordinator,
     readonly product: string,
   ) {
-    this.prefix = `/rstore/${product}/`
-    this.slotsPrefix = this.key('slots', '')
-    this.groupsPrefix = this.key('groups', '')
-    this.epochKey = this.key('epoch')
+    this.keys = new KeyLayout(product)
+    this.prefix = this.keys.prefix
+    this.slotsPrefix = this.keys.slotsPrefix
+    this.groupsPrefix = this.keys.groupsPrefix
+    this.epochKey = this.keys.epoch
   }
 
   /** The epoch key or a slots/ or groups/ record: what a change of the topology writes. */
@@ -86,7 +91,7 @@ export class TopologyStore {
     return key === this.epochKey || key.startsWith(this.slotsPrefix) || key.startsWith(this.groupsPrefix)
   }
 
-  /** `/rstore/<product>/` + parts joined by `/`. */
+  /** `/rstore/<product>/` + parts joined by `/`: for tests; the code builds keys with `keys`. */
   key(...parts: (string | number)[]): string {
     return this.prefix + parts.join('/')
   }
@@ -129,14 +134,14 @@ export class TopologyStore {
 
   /** True once `slot init` has created the slot table. */
   async slotsInitialized(): Promise<boolean> {
-    const kv = await this.coord.get(this.key('slots', 0))
+    const kv = await this.coord.get(this.keys.slot(0))
     if (kv) return true
-    return (await this.coord.list(this.key('slots', ''))).length > 0
+    return (await this.coord.list(this.slotsPrefix)).length > 0
   }
 
   /** The registered proxies, sorted by id. */
   async proxies(): Promise<ProxyInfo[]> {
-    const prefix = this.key('proxies', '')
+    const prefix = this.keys.proxiesPrefix
     const out: ProxyInfo[] = []
     for (const kv of await this.coord.list(prefix)) {
       out.push(this.json<ProxyInfo>(kv))
@@ -171,9 +176,9 @@ export class TopologyStore {
 
       const epoch = base.topo.epoch + 1
       const ops: Op[] = []
-      for (const s of slots) ops.push({type: 'put', key: this.key('slots', s.id), value: JSON.stringify(slotRecord(s))})
-      for (const g of groups) ops.push({type: 'put', key: this.key('groups', g.id), value: JSON.stringify(groupRecord(g))})
-      for (const id of deleteGroups) ops.push({type: 'delete', key: this.key('groups', id)})
+      for (const s of slots) ops.push({type: 'put', key: this.keys.slot(s.id), value: JSON.stringify(slotRecord(s))})
+      for (const g of groups) ops.push({type: 'put', key: this.keys.group(g.id), value: JSON.stringify(groupRecord(g))})
+      for (const id of deleteGroups) ops.push({type: 'delete', key: this.keys.group(id)})
       ops.push({type: 'put', key: this.epochKey, value: JSON.stringify(epoch)})
       ops.push(...extraOps)
       const compares: Compare[] = [{key: this.epochKey, modRevision: base.meta.epochRevision}, ...extraCompares]
@@ -286,13 +291,13 @@ export class TopologyStore {
   /** A slots/<id> or groups/<id> record, parsed and frozen; undefined for any other key. */
   private parseRecord(kv: KeyValue): CachedRecord | undefined {
     if (kv.key.startsWith(this.slotsPrefix)) {
-      const id = Number(kv.key.slice(this.slotsPrefix.length))
-      if (!Number.isInteger(id) || id < 0 || id >= SLOT_COUNT) return undefined
+      const id = this.keys.parseSlot(kv.key)
+      if (id === undefined || id < 0 || id >= SLOT_COUNT) return undefined
       return {value: kv.value, seen: 0, slot: Object.freeze(this.parseSlot(kv, id))}
     }
     if (kv.key.startsWith(this.groupsPrefix)) {
-      const id = Number(kv.key.slice(this.groupsPrefix.length))
-      if (!Number.isInteger(id) || id < 1) return undefined
+      const id = this.keys.parseGroup(kv.key)
+      if (id === undefined || id < 1) return undefined
       return {value: kv.value, seen: 0, group: freezeGroup(this.parseGroup(kv, id))}
     }
     return undefined
@@ -449,6 +454,3 @@ function copyOf(snap: {topo: Topology; meta: TopologyMeta}): {topo: Topology; me
   return {topo: {epoch: topo.epoch, slots: topo.slots.slice(), groups: new Map(topo.groups)}, meta: {...meta}}
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms))
-}

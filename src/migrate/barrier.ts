@@ -102,7 +102,7 @@ export class ProxyAcks {
     readonly store: TopologyStore,
     opts: ProxyAcksOptions = {},
   ) {
-    this.prefix = store.key('proxies', '')
+    this.prefix = store.keys.proxiesPrefix
     this.fallbackPollMs = opts.fallbackPollMs ?? 50
   }
 

@@ -1,20 +1,16 @@
 /**
- * `locks/migration`: the one running data-moving job of a product (DESIGN.md section 4), bound to a
+ * `locks/migration`: the one running data-moving job of a product (README.md "Coordinator data model"), bound to a
  * coordinator lease so that a mover killed with SIGKILL frees it when the lease expires (a few
  * seconds). Every topology change the mover makes compares the lock's exact value, so a mover that
  * lost its lock can no longer change the topology.
  */
 import {hostname} from 'node:os'
+import {parseMigrationLock, type MigrationLockHolder} from '../coord/layout.js'
 import type {TopologyStore} from '../coord/topology-store.js'
 import type {Compare, Lease} from '../coord/types.js'
 import {ConflictError, RstoreError} from '../errors.js'
 
-export interface LockValue {
-  job: string
-  host: string
-  pid: number
-  startedAt: number
-}
+export type LockValue = MigrationLockHolder
 
 export const DEFAULT_LOCK_TTL_SEC = 5
 
@@ -42,7 +38,7 @@ export class MigrationLock {
   }
 
   get key(): string {
-    return this.store.key('locks', 'migration')
+    return this.store.keys.migrationLock
   }
 
   get lost(): boolean {
@@ -69,13 +65,10 @@ export class MigrationLock {
 
   /** The current holder of the product's migration lock, if any. */
   static async holder(store: TopologyStore): Promise<LockValue | undefined> {
-    const kv = await store.coord.get(store.key('locks', 'migration'))
+    const kv = await store.coord.get(store.keys.migrationLock)
     if (!kv) return undefined
-    try {
-      return JSON.parse(kv.value) as LockValue
-    } catch {
-      return {job: '?', host: '?', pid: 0, startedAt: 0}
-    }
+    const v = parseMigrationLock(kv.value)
+    return v === undefined ? {job: '?', host: '?', pid: 0, startedAt: 0} : (v as LockValue)
   }
 
   /**
@@ -85,7 +78,7 @@ export class MigrationLock {
    */
   static async acquire(store: TopologyStore, job: string, opts: {ttlSec?: number; log?: (line: string) => void} = {}): Promise<MigrationLock> {
     const ttl = opts.ttlSec ?? DEFAULT_LOCK_TTL_SEC
-    const key = store.key('locks', 'migration')
+    const key = store.keys.migrationLock
     const holder: LockValue = {job, host: hostname(), pid: process.pid, startedAt: Date.now()}
     const value = JSON.stringify(holder)
     let waitedFor = ''

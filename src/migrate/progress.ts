@@ -150,7 +150,7 @@ export class Progress {
       updated_at: Date.now(),
     })
     try {
-      await store.coord.txn([], [{type: 'put', key: store.key('progress', 'migration'), value, ...(lease ? {lease} : {})}])
+      await store.coord.txn([], [{type: 'put', key: store.keys.migrationProgress, value, ...(lease ? {lease} : {})}])
     } catch {
       // progress is best effort (the lease may be gone while stopping)
     } finally {

@@ -133,7 +133,7 @@ export class Proxy implements SessionHost, LocalHost {
     )
     // The mover publishes its progress here; /metrics shows it (rstore_migration{field=...}).
     this.watchers.push(
-      await this.coord.watch(this.store.key('progress', 'migration'), await this.coord.revision(), (ev) => this.onProgress(ev.value)),
+      await this.coord.watch(this.store.keys.migrationProgress, await this.coord.revision(), (ev) => this.onProgress(ev.value)),
     )
     await this.applyTopology()
     await this.listen()
@@ -162,11 +162,11 @@ export class Proxy implements SessionHost, LocalHost {
   }
 
   private controlKey(): string {
-    return this.store.key('proxyctl', this.opts.controlId ?? this.opts.id)
+    return this.store.keys.proxyControl(this.opts.controlId ?? this.opts.id)
   }
 
   private recordKey(): string {
-    return this.store.key('proxies', this.opts.id)
+    return this.store.keys.proxy(this.opts.id)
   }
 
   private record(): ProxyInfo {

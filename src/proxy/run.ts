@@ -1,6 +1,7 @@
 import cluster from 'node:cluster'
 import type {RstoreConfig} from '../config.js'
 import {openCoordinator} from '../coord/index.js'
+import {KeyLayout} from '../coord/layout.js'
 import {startProxyHttp} from './http-status.js'
 import {parseAddr} from '../topology/model.js'
 import {setDefaultSecurity} from '../resp/credentials.js'
@@ -29,7 +30,7 @@ export async function runProxy(cfg: RstoreConfig, o: RunProxyOptions, log: (line
     // The workers share one control key (proxyctl/<id>): reset it once here, so a worker that
     // registers after `proxy online <id>` already ran still comes up online.
     const coord = await openCoordinator(cfg)
-    await coord.txn([], [{type: 'put', key: `/rstore/${cfg.product}/proxyctl/${o.id}`, value: JSON.stringify({state: 'offline'})}])
+    await coord.txn([], [{type: 'put', key: new KeyLayout(cfg.product).proxyControl(o.id), value: JSON.stringify({state: 'offline'})}])
     await coord.close()
     for (let i = 1; i <= o.cpu; i++) cluster.fork({RSTORE_WORKER: String(i)})
     let alive = o.cpu

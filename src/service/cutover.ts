@@ -1,5 +1,5 @@
-import {openStore, type KeyStore} from '../backends/index.js'
 import {setTimeout as sleep} from 'node:timers/promises'
+import {openStore, type KeyStore} from '../backends/index.js'
 import type {RstoreConfig} from '../config.js'
 import {PreconditionFailedError, type TopologyStore} from '../coord/topology-store.js'
 import type {Op} from '../coord/types.js'
@@ -44,7 +44,7 @@ const ATTEMPTS = 8
 const RECHECK_ROUNDS = 12
 
 function cutoverKey(store: TopologyStore, name: string): string {
-  return store.key('cutovers', name)
+  return store.keys.cutover(name)
 }
 
 /** The db groups a rule's shard tree can route to. */
@@ -89,7 +89,7 @@ async function step(
     validateCutovers(next, [...others, res.cutover])
     const ops: Op[] = [...(res.ops ?? []), {type: 'put', key: cutoverKey(store, name), value: JSON.stringify(res.cutover)}]
     try {
-      epoch = await store.update(() => ({}), [{key: store.key('epoch'), modRevision: epochRevision}], ops)
+      epoch = await store.update(() => ({}), [{key: store.keys.epoch, modRevision: epochRevision}], ops)
       cutover = res.cutover
       break
     } catch (err) {
@@ -210,8 +210,8 @@ export async function finishCutover(store: TopologyStore, cfg: RstoreConfig, nam
       cutover: withStep(c, 'finished'),
       config: next,
       ops: [
-        ...(existing ? [] : [{type: 'put' as const, key: store.key('shards', shardName), value: JSON.stringify(shard)}]),
-        {type: 'put', key: store.key('rules', c.rule), value: JSON.stringify(nextRule)},
+        ...(existing ? [] : [{type: 'put' as const, key: store.keys.config('shard', shardName), value: JSON.stringify(shard)}]),
+        {type: 'put', key: store.keys.config('rule', c.rule), value: JSON.stringify(nextRule)},
       ],
     }
   })

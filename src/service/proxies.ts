@@ -1,5 +1,5 @@
-import {NotFoundError, RstoreError} from '../errors.js'
 import {setTimeout as sleep} from 'node:timers/promises'
+import {NotFoundError, RstoreError} from '../errors.js'
 import {TopologyStore} from '../coord/topology-store.js'
 import type {ProxyInfo} from '../topology/model.js'
 
@@ -19,7 +19,7 @@ export async function setProxyState(store: TopologyStore, id: string, state: 'on
   }
   const ops = [...new Set(matches.map((p) => p.id).concat(id))].map((pid) => ({
     type: 'put' as const,
-    key: store.key('proxyctl', pid),
+    key: store.keys.proxyControl(pid),
     value: JSON.stringify({state}),
   }))
   await store.coord.txn([], ops)

@@ -1,5 +1,5 @@
-import {PreconditionFailedError, type TopologyStore} from '../coord/topology-store.js'
 import {setTimeout as sleep} from 'node:timers/promises'
+import {PreconditionFailedError, type TopologyStore} from '../coord/topology-store.js'
 import type {Compare, KeyValue, Op} from '../coord/types.js'
 import {ConflictError, NotFoundError, RstoreError, ValidationError} from '../errors.js'
 import {
@@ -57,7 +57,7 @@ async function change(
     validateCutovers(compileRules(nextCfg), cutovers) // throws RuleConfigError with the first problem
     const key = configKey(store, kind, name)
     const ops: Op[] = value ? [{type: 'put', key, value: JSON.stringify(value)}] : [{type: 'delete', key}]
-    const compares: Compare[] = [{key: store.key('epoch'), modRevision: epochRevision}]
+    const compares: Compare[] = [{key: store.keys.epoch, modRevision: epochRevision}]
     try {
       const epoch = await store.update(() => ({}), compares, ops)
       const res: ConfigChangeResult = {kind, name, action, epoch}

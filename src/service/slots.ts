@@ -2,6 +2,7 @@
  * Slot administration (`rstore slot ...`, and later the REST API): init, info, list, set, range-set.
  * Every refusal throws a typed error before anything is written; every write is one TopologyStore.update.
  */
+import {parseMigrationLock} from '../coord/layout.js'
 import {PreconditionFailedError, type TopologyStore} from '../coord/topology-store.js'
 import {ConflictError, NotFoundError, ValidationError} from '../errors.js'
 import {masterOf, parseGroupId, parseSlotId, parseSlotRange, type SlotInfo, type SlotState, type Topology} from '../topology/model.js'
@@ -68,13 +69,9 @@ export interface MigrationLock {
 
 /** The running data-moving job holding `locks/migration`, if any. */
 export async function migrationLock(store: TopologyStore): Promise<MigrationLock | undefined> {
-  const kv = await store.coord.get(store.key('locks', 'migration'))
+  const kv = await store.coord.get(store.keys.migrationLock)
   if (!kv) return undefined
-  try {
-    return JSON.parse(kv.value) as MigrationLock
-  } catch {
-    return {}
-  }
+  return parseMigrationLock(kv.value) ?? {}
 }
 
 function describeLock(lock: MigrationLock): string {
@@ -93,7 +90,7 @@ export interface InitResult {
  * refuses while a migration job holds `locks/migration`.
  */
 export async function initSlots(store: TopologyStore, opts: {force?: boolean} = {}): Promise<InitResult> {
-  const lockKey = store.key('locks', 'migration')
+  const lockKey = store.keys.migrationLock
   const lock = await migrationLock(store)
   if (lock) throw new ConflictError(`cannot initialize the slots while ${describeLock(lock)} is running: wait for it to finish or stop it`)
   let reset = false

@@ -56,15 +56,3 @@ export function chunks<X>(xs: X[], n: number): X[][] {
   for (let i = 0; i < xs.length; i += n) out.push(xs.slice(i, i + n))
   return out
 }
-
-/** The smallest byte string greater than every string starting with prefix (null: none). */
-export function prefixEnd(prefix: Buffer): Buffer | null {
-  const b = Buffer.from(prefix)
-  for (let i = b.length - 1; i >= 0; i--) {
-    if (b[i] < 0xff) {
-      b[i]++
-      return b.subarray(0, i + 1)
-    }
-  }
-  return null
-}
