@@ -251,7 +251,17 @@ test('rstore jobs pause, resume and cancel a running backfill from another shell
       await new Promise((r) => setTimeout(r, 100))
     }
   }
-  await waitFor('backfill did not progress', () => job().scanned >= 100)
+  // Copies show on the target before their page is committed (a page is ~1000 keys): wait for those.
+  const probe = await openStore(parseStoreUrl(url), {reapIntervalMs: 0})
+  try {
+    for (const deadline = Date.now() + 20000; !existsSync(join(cpDir, `${prod}.db`)) || (await probe.dbsize()) < 100; ) {
+      assert.ok(Date.now() < deadline && child.exitCode === null, `backfill did not progress: ${err}`)
+      await new Promise((r) => setTimeout(r, 50))
+    }
+  } finally {
+    await probe.close()
+  }
+  await waitFor('the job row', () => !!job().id)
   const {id} = job()
   const pause = await rstore(['jobs', 'pause', id, ...base(prod)])
   assert.equal(pause.code, 0, pause.stderr)
