@@ -17,6 +17,7 @@
  * the truth about slot states, so a mover killed at any point is resumed by reconciling the two.
  */
 import {hostname} from 'node:os'
+import {setTimeout as sleep} from 'node:timers/promises'
 import {PreconditionFailedError, type TopologyStore} from '../coord/topology-store.js'
 import {ConflictError, NotFoundError, RstoreError, ValidationError} from '../errors.js'
 import {masterOf, parseGroupId, parseSlotRange, type SlotInfo, type Topology} from '../topology/model.js'
@@ -28,6 +29,7 @@ import {failpoint} from './failpoints.js'
 import {LockLostError, MigrationLock} from './lock.js'
 import {MigrationStore, type BigKey, type MigrationKind, type MigrationProgress, type PlannedSlot, type SlotRow} from './migration-store.js'
 import {Progress} from './progress.js'
+import {RateLimiter} from './rate-limit.js'
 import {describeJob, groupMaxmemory, planMigrate, resumeHint} from './plan.js'
 import {planRebalance, rangesText, type RebalanceBy} from './rebalance-plan.js'
 import {dumpKeys, existing, isInternalKey, keySizes, Masters, migrateKeys, restoreKeys, sscanPage} from './redis-keys.js'
@@ -282,8 +284,6 @@ function emptySummary(kind: MigrationKind | 'none', started: number): JobSummary
   }
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-
 interface MoveResult {
   moved: number
   bytes: number
@@ -315,10 +315,9 @@ class Mover {
   private keysThisRun = 0
   private bytesThisRun = 0
   private moveStartedAt = 0
-  private rateStart = 0
-  private rateKeys = 0
   private lastControlCheck = 0
   private readonly batch: number
+  private readonly limiter: RateLimiter
 
   constructor(
     private readonly store: TopologyStore,
@@ -333,6 +332,7 @@ class Mover {
     if (opts.rate > 0) batch = Math.max(1, Math.min(batch, Math.floor(opts.rate / 10) || 1))
     this.batch = batch
     this.acks = new ProxyAcks(store)
+    this.limiter = new RateLimiter(opts.rate)
   }
 
   requestStop(): void {
@@ -418,7 +418,7 @@ class Mover {
       this.ms.progress(this.job, {}, 'running')
       this.progress.set({phase})
       if (control === 'run') this.log(`job ${this.job.id} resumed`)
-      this.rateStart = 0
+      this.limiter.reset()
     }
     if (control === 'cancel' && !this.cancel) {
       this.cancel = true
@@ -968,17 +968,9 @@ class Mover {
     return keys
   }
 
-  /** Waits so that keys moved since the rate window started stay under --rate. */
+  /** Waits until n more keys may go under --rate. */
   private async throttle(n: number): Promise<void> {
-    if (!(this.opts.rate > 0)) return
-    const now = Date.now()
-    if (!this.rateStart) {
-      this.rateStart = now
-      this.rateKeys = 0
-    }
-    const due = this.rateStart + (this.rateKeys / this.opts.rate) * 1000
-    if (due > now) await sleep(due - now)
-    this.rateKeys += n
+    await this.limiter.take(n)
   }
 
   /** A key over --big-key: alone, by MIGRATE (the source stalls meanwhile; the stall is reported). */
