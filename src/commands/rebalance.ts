@@ -3,7 +3,7 @@ import {withTopologyStore} from '../service/context.js'
 import {RstoreCommand} from '../cli/base-command.js'
 import {moveFlags, moveOptions, openExistingCheckpoints, planText, runJobCommand, summaryText} from '../cli/migrate-support.js'
 import {MigrationStore} from '../migrate/migration-store.js'
-import {planRebalanceNow} from '../migrate/mover.js'
+import {planRebalanceNow} from '../migrate/plan.js'
 import {parseRebalanceBy} from '../migrate/rebalance-plan.js'
 
 export default class Rebalance extends RstoreCommand<typeof Rebalance> {

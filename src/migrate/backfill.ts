@@ -9,14 +9,15 @@
 import {existsSync} from 'node:fs'
 import {hostname} from 'node:os'
 import {join} from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
 import pLimit from 'p-limit'
 import {openStore, parseHostPort, parseStoreUrl, RedisStore, type KeySnapshot, type KeyStore} from '../backends/index.js'
 import {globMatch} from '../backends/glob.js'
 import type {TopologyStore} from '../coord/topology-store.js'
 import {ConflictError, NotFoundError, RstoreError, ValidationError} from '../errors.js'
 import {masterOf} from '../topology/model.js'
-import {setTimeout as sleep} from 'node:timers/promises'
 import {createJob, findJobs, findUnfinishedJob, jobControl, type JobControl, openCheckpoints, processAlive, setJobControl, UNFINISHED, updateJob, type CheckpointDb, type Job} from './checkpoints.js'
+import {RateLimiter} from './rate-limit.js'
 
 export interface BackfillOptions {
   from: string
@@ -90,20 +91,6 @@ const ZERO: BackfillCounters = {scanned: 0, copied: 0, skipped: 0, expired: 0, f
 export function showKey(key: Buffer): string {
   const s = key.toString('utf8')
   return Buffer.from(s, 'utf8').equals(key) && !/[\x00-\x1f\x7f]/.test(s) ? s : `0x${key.toString('hex')}`
-}
-
-
-/** A token bucket shared by the workers: take(n) waits until n keys may go. */
-export class RateLimiter {
-  private next = 0
-  constructor(private readonly perSecond: number) {}
-  async take(n: number): Promise<void> {
-    if (this.perSecond <= 0) return
-    const now = Date.now()
-    const start = Math.max(now, this.next)
-    this.next = start + (n * 1000) / this.perSecond
-    if (start > now) await sleep(start - now)
-  }
 }
 
 async function retry<X>(attempts: number, fn: () => Promise<X>): Promise<X> {

@@ -1,5 +1,5 @@
 /**
- * The slot mover (DESIGN.md sections 5 and 6): moves slots one at a time from their source group to
+ * The slot mover (docs/migration.md; docs/architecture.md, "Jobs and checkpoints"): moves slots one at a time from their source group to
  * their target group while proxies keep serving, in O(total keys):
  *
  *   1. every slot of the job still on its source is marked `pending` (one topology change + barrier):
@@ -17,6 +17,7 @@
  * the truth about slot states, so a mover killed at any point is resumed by reconciling the two.
  */
 import {hostname} from 'node:os'
+import {setTimeout as sleep} from 'node:timers/promises'
 import {PreconditionFailedError, type TopologyStore} from '../coord/topology-store.js'
 import {ConflictError, NotFoundError, RstoreError, ValidationError} from '../errors.js'
 import {masterOf, parseGroupId, parseSlotRange, type SlotInfo, type Topology} from '../topology/model.js'
@@ -28,8 +29,11 @@ import {failpoint} from './failpoints.js'
 import {LockLostError, MigrationLock} from './lock.js'
 import {MigrationStore, type BigKey, type MigrationKind, type MigrationProgress, type PlannedSlot, type SlotRow} from './migration-store.js'
 import {Progress, type ProgressSink} from './progress.js'
-import {planRebalance, rangesText, type RebalanceBy, type RebalancePlan} from './rebalance-plan.js'
-import {dumpKeys, existing, isInternalKey, keySizes, Masters, maxmemory, migrateKeys, restoreKeys, sscanPage} from './redis-keys.js'
+import {RateLimiter} from './rate-limit.js'
+import {describeJob, groupMaxmemory, planMigrate, resumeHint} from './plan.js'
+import {planRebalance, type RebalanceBy} from './rebalance-plan.js'
+import {slotIdsText} from '../topology/slots.js'
+import {dumpKeys, existing, isInternalKey, keySizes, Masters, migrateKeys, restoreKeys, sscanPage} from './redis-keys.js'
 import {laneNext, lanesFrom, lanesText, ScanBuckets, type ScanLane} from './scan-buckets.js'
 
 export interface MoveOptions {
@@ -125,80 +129,6 @@ export class StoppedError extends RstoreError {
   }
 }
 
-function describeJob(job: Job<MigrationProgress>): string {
-  const a = job.args as Record<string, unknown>
-  const what = job.kind === 'migrate' ? `migrate ${a.from} ${a.to} ${a.group}` : `rebalance --by ${a.by}`
-  const p = job.progress
-  return `${job.id} ('rstore ${what}', ${p.slotsDone}/${p.slotsTotal} slots done, ${job.state})`
-}
-
-function resumeHint(job: Job<MigrationProgress>): string {
-  const a = job.args as Record<string, unknown>
-  const cmd = job.kind === 'migrate' ? `rstore migrate ${a.from} ${a.to} ${a.group}` : `rstore rebalance --by ${a.by}`
-  return `finish it with '${cmd}' or 'rstore migrate --resume' (or stop it cleanly with 'rstore jobs cancel ${job.id}')`
-}
-
-/** The job's plan for a new `migrate from to group`; refuses with the reason when it cannot run. */
-export function planMigrate(topo: Topology, fromText: string | number, toText: string | number, groupText: string | number): {plan: PlannedSlot[]; skipped: number[]} {
-  const [from, to] = parseSlotRange(fromText, toText)
-  const group = parseGroupId(groupText)
-  if (!topo.slots.some((s) => s.state !== 'offline') && topo.groups.size === 0) {
-    throw new ConflictError(`nothing to migrate: no slot is online and no group exists ('rstore slot init', 'rstore server add ...')`)
-  }
-  const g = topo.groups.get(group)
-  if (!g) throw new NotFoundError(`group ${group} does not exist: create it with 'rstore server add ${group} <host:port> master'`)
-  if (!masterOf(g)) throw new ConflictError(`group ${group} has no master: add one with 'rstore server add ${group} <host:port> master'`)
-  const plan: PlannedSlot[] = []
-  const skipped: number[] = []
-  const offline: number[] = []
-  for (let id = from; id <= to; id++) {
-    const s = topo.slots[id]!
-    if (s.state === 'offline') offline.push(id)
-    else if (s.state === 'migrating') {
-      if (s.group !== group) {
-        throw new ConflictError(
-          `slot ${id} is migrating from group ${s.from} to group ${s.group} (an interrupted migration): finish it first with 'rstore migrate ${id} ${id} ${s.group}'`,
-        )
-      }
-      plan.push({slot: id, source: s.from!, target: group, migrating: true})
-    } else if (s.group === group) skipped.push(id)
-    else plan.push({slot: id, source: s.group, target: group})
-  }
-  if (offline.length) {
-    throw new ConflictError(
-      `slot${offline.length > 1 ? 's' : ''} ${rangesText(offline)} ${offline.length > 1 ? 'are' : 'is'} offline: an offline slot has no data to move; assign it with 'rstore slot range-set <from> <to> ${group} online'`,
-    )
-  }
-  const outside = topo.slots.filter((s) => s.state === 'migrating' && (s.id < from || s.id > to))
-  if (outside.length) {
-    const s = outside[0]!
-    throw new ConflictError(
-      `slot ${s.id} is migrating from group ${s.from} to group ${s.group} (an interrupted migration) and only one slot may migrate at a time: finish it first with 'rstore migrate ${s.id} ${s.id} ${s.group}'`,
-    )
-  }
-  for (const p of plan) {
-    const sg = topo.groups.get(p.source)
-    if (!sg || !masterOf(sg)) throw new ConflictError(`slot ${p.slot} is in group ${p.source}, which has no master to move its keys from`)
-  }
-  return {plan, skipped}
-}
-
-/** Reads each group master's maxmemory (0 when unset) for `rebalance --by memory`. */
-export async function groupMaxmemory(topo: Topology): Promise<Map<number, number>> {
-  const out = new Map<number, number>()
-  for (const g of topo.groups.values()) {
-    const m = masterOf(g)
-    if (m) out.set(g.id, await maxmemory(m.addr))
-  }
-  return out
-}
-
-export async function planRebalanceNow(store: TopologyStore, by: RebalanceBy): Promise<{plan: RebalancePlan; epoch: number}> {
-  const topo = await store.load()
-  const weights = by === 'memory' ? await groupMaxmemory(topo) : undefined
-  return {plan: planRebalance(topo, by, weights), epoch: topo.epoch}
-}
-
 interface Reconciled {
   landed: SlotRow[]
   inflight: SlotRow | null
@@ -270,7 +200,7 @@ export async function runMigrationJob(
     const same = unfinished.find((j) => j.kind === req.kind && canonicalJson(j.args) === canonicalJson(args))
     const other = unfinished.find((j) => j !== same)
     if (other && !same) {
-      throw new ConflictError(`another migration job is unfinished: ${describeJob(other)}; ${resumeHint(other)}`)
+      throw new ConflictError(`another migration job is unfinished: ${describeJob(other)}`, resumeHint(other))
     }
     if (same) {
       job = same
@@ -295,7 +225,7 @@ export async function runMigrationJob(
       // Check and create in one IMMEDIATE transaction: two concurrent commands cannot both create.
       job = db.transaction(() => {
         const again = ms.unfinished()
-        if (again.length) throw new ConflictError(`another migration job is unfinished: ${describeJob(again[0]!)}; ${resumeHint(again[0]!)}`)
+        if (again.length) throw new ConflictError(`another migration job is unfinished: ${describeJob(again[0]!)}`, resumeHint(again[0]!))
         const j = ms.create(req.kind as MigrationKind, args, plan, {skipped: skipped.length})
         ms.progress(j, {slotsSkipped: skipped.length})
         return j
@@ -351,8 +281,6 @@ function emptySummary(kind: MigrationKind | 'none', started: number): JobSummary
   }
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-
 interface MoveResult {
   moved: number
   bytes: number
@@ -384,10 +312,9 @@ class Mover {
   private keysThisRun = 0
   private bytesThisRun = 0
   private moveStartedAt = 0
-  private rateStart = 0
-  private rateKeys = 0
   private lastControlCheck = 0
   private readonly batch: number
+  private readonly limiter: RateLimiter
 
   constructor(
     private readonly store: TopologyStore,
@@ -402,6 +329,7 @@ class Mover {
     if (opts.rate > 0) batch = Math.max(1, Math.min(batch, Math.floor(opts.rate / 10) || 1))
     this.batch = batch
     this.acks = new ProxyAcks(store)
+    this.limiter = new RateLimiter(opts.rate)
   }
 
   requestStop(): void {
@@ -487,7 +415,7 @@ class Mover {
       this.ms.progress(this.job, {}, 'running')
       this.progress.set({phase})
       if (control === 'run') this.log(`job ${this.job.id} resumed`)
-      this.rateStart = 0
+      this.limiter.reset()
     }
     if (control === 'cancel' && !this.cancel) {
       this.cancel = true
@@ -533,7 +461,7 @@ class Mover {
               return {...t, pending: true}
             }),
           )
-          this.log(`marked ${unmarked.length} slot(s) pending (${rangesText(unmarked.map((r) => r.slot))}) at epoch ${this.topo.epoch}`)
+          this.log(`marked ${unmarked.length} slot(s) pending (${slotIdsText(unmarked.map((r) => r.slot))}) at epoch ${this.topo.epoch}`)
           failpoint('after-mark')
         }
         if (phase === 'pending') {
@@ -1037,17 +965,9 @@ class Mover {
     return keys
   }
 
-  /** Waits so that keys moved since the rate window started stay under --rate. */
+  /** Waits until n more keys may go under --rate. */
   private async throttle(n: number): Promise<void> {
-    if (!(this.opts.rate > 0)) return
-    const now = Date.now()
-    if (!this.rateStart) {
-      this.rateStart = now
-      this.rateKeys = 0
-    }
-    const due = this.rateStart + (this.rateKeys / this.opts.rate) * 1000
-    if (due > now) await sleep(due - now)
-    this.rateKeys += n
+    await this.limiter.take(n)
   }
 
   /** A key over --big-key: alone, by MIGRATE (the source stalls meanwhile; the stall is reported). */
@@ -1187,3 +1107,5 @@ export function printableKey(key: Buffer): string {
 }
 
 export {BarrierTimeoutError}
+// Kept for importers of mover.js.
+export {groupMaxmemory, planMigrate, planRebalanceNow} from './plan.js'

@@ -171,9 +171,6 @@ export function moveRanges(moves: SlotMove[]): MoveRange[] {
   return out
 }
 
-/** Until the mover's callers move to slotIdsText. */
-export const rangesText = slotIdsText
-
 /** The slots of the topology, for callers that only have SlotInfo[] (tests). */
 export function slotCounts(slots: SlotInfo[]): Map<number, number> {
   const m = new Map<number, number>()

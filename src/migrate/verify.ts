@@ -10,7 +10,8 @@ import {openStore, parseHostPort, parseStoreUrl, type KeySnapshot, type KeyStore
 import {compareSnapshots, type DiffReason} from '../backends/snapshot.js'
 import {ValidationError} from '../errors.js'
 import {slotOf, SLOT_COUNT} from '../topology/slots.js'
-import {RateLimiter, showKey} from './backfill.js'
+import {showKey} from './backfill.js'
+import {RateLimiter} from './rate-limit.js'
 
 export interface VerifyOptions {
   from: string
