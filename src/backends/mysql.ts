@@ -1,6 +1,6 @@
 import mysql from 'mysql2/promise'
 import {UnreachableError, ValidationError} from '../errors.js'
-import {inTransaction, retryTransaction, valuesList, type SqlConn, type SqlDriver, type SqlResult, type TableSpec} from './sql-driver.js'
+import {inTransaction, keyStoreTableSpecs, retryTransaction, valuesList, type SqlConn, type SqlDriver, type SqlResult, type TableSpec} from './sql-driver.js'
 import type {StoreUrl} from './url.js'
 
 const DBL_MAX = 1.7976931348623157e308
@@ -104,16 +104,7 @@ export class MysqlDriver implements SqlDriver {
   }
 
   specs(p: string): TableSpec[] {
-    const bin = ['varbinary']
-    const blob = ['longblob', 'blob', 'mediumblob']
-    return [
-      {name: `${p}keys`, columns: {k: bin, type: ['tinyint', 'smallint'], expire_at: ['bigint']}},
-      {name: `${p}strings`, columns: {k: bin, v: blob}},
-      {name: `${p}hash`, columns: {k: bin, f: bin, v: blob}},
-      {name: `${p}set`, columns: {k: bin, m: bin}},
-      {name: `${p}zset`, columns: {k: bin, m: bin, score: ['double']}},
-      {name: `${p}list`, columns: {k: bin, pos: ['bigint'], v: blob}},
-    ]
+    return keyStoreTableSpecs(p, {key: ['varbinary'], value: ['longblob', 'blob', 'mediumblob'], typeCode: ['tinyint', 'smallint'], double: ['double']})
   }
 
   ddl(p: string): string[] {

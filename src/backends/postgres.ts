@@ -1,6 +1,6 @@
 import pg from 'pg'
 import {UnreachableError, ValidationError} from '../errors.js'
-import {inTransaction, retryTransaction, valuesList, type SqlConn, type SqlDriver, type SqlResult, type TableSpec} from './sql-driver.js'
+import {inTransaction, keyStoreTableSpecs, retryTransaction, valuesList, type SqlConn, type SqlDriver, type SqlResult, type TableSpec} from './sql-driver.js'
 import type {StoreUrl} from './url.js'
 
 const RETRYABLE = new Set(['40P01' /* deadlock */, '40001' /* serialization */])
@@ -107,15 +107,7 @@ export class PostgresDriver implements SqlDriver {
   }
 
   specs(p: string): TableSpec[] {
-    const bin = ['bytea']
-    return [
-      {name: `${p}keys`, columns: {k: bin, type: ['smallint', 'integer'], expire_at: ['bigint']}},
-      {name: `${p}strings`, columns: {k: bin, v: bin}},
-      {name: `${p}hash`, columns: {k: bin, f: bin, v: bin}},
-      {name: `${p}set`, columns: {k: bin, m: bin}},
-      {name: `${p}zset`, columns: {k: bin, m: bin, score: ['double precision']}},
-      {name: `${p}list`, columns: {k: bin, pos: ['bigint'], v: bin}},
-    ]
+    return keyStoreTableSpecs(p, {key: ['bytea'], value: ['bytea'], typeCode: ['smallint', 'integer'], double: ['double precision']})
   }
 
   ddl(p: string): string[] {

@@ -89,3 +89,24 @@ export async function inTransaction<T>(conn: SqlConn & {release(): void}, begin:
     conn.release()
   }
 }
+
+/** The column types a dialect accepts for each kind of column of the key-store tables (the first is created). */
+export interface ColumnTypes {
+  key: string[]
+  value: string[]
+  typeCode: string[]
+  double: string[]
+}
+
+/** The shape of the key-store tables (one per Redis type, docs/architecture.md "SQL routing"), checked at open. */
+export function keyStoreTableSpecs(p: string, t: ColumnTypes): TableSpec[] {
+  const int64 = ['bigint']
+  return [
+    {name: `${p}keys`, columns: {k: t.key, type: t.typeCode, expire_at: int64}},
+    {name: `${p}strings`, columns: {k: t.key, v: t.value}},
+    {name: `${p}hash`, columns: {k: t.key, f: t.key, v: t.value}},
+    {name: `${p}set`, columns: {k: t.key, m: t.key}},
+    {name: `${p}zset`, columns: {k: t.key, m: t.key, score: t.double}},
+    {name: `${p}list`, columns: {k: t.key, pos: int64, v: t.value}},
+  ]
+}

@@ -59,13 +59,7 @@ export function parseRulesConfig(store: TopologyStore, kvs: KeyValue[]): LoadedR
     if (!heads.has(head(kv.key))) continue
     if (kv.key.startsWith(cutoverPrefix)) {
       source.push(kv.key, kv.value)
-      let v: unknown
-      try {
-        v = JSON.parse(kv.value)
-      } catch {
-        throw new RstoreError('ECORRUPT', `stored ${kv.key} is not JSON: ${kv.value.slice(0, 80)}`)
-      }
-      cutovers.push(parseCutover(v, kv.key))
+      cutovers.push(parseCutover(storedJson(kv), kv.key))
       continue
     }
     if (kv.key === epochKey) {
@@ -76,13 +70,7 @@ export function parseRulesConfig(store: TopologyStore, kvs: KeyValue[]): LoadedR
     for (const {list, prefix} of kinds) {
       if (!kv.key.startsWith(prefix)) continue
       source.push(kv.key, kv.value)
-      let v: unknown
-      try {
-        v = JSON.parse(kv.value)
-      } catch {
-        throw new RstoreError('ECORRUPT', `stored ${kv.key} is not JSON: ${kv.value.slice(0, 80)}`)
-      }
-      list.push(v)
+      list.push(storedJson(kv))
     }
   }
   return {config, epoch, epochRevision, cutovers, source: source.join('\0')}
@@ -94,3 +82,12 @@ export async function loadCompiledRules(store: TopologyStore): Promise<{rules: C
   return {rules: compileRules(config), epoch}
 }
 
+
+/** A stored value as JSON; a value that is not JSON was written by something else (ECORRUPT). */
+function storedJson(kv: KeyValue): unknown {
+  try {
+    return JSON.parse(kv.value)
+  } catch {
+    throw new RstoreError('ECORRUPT', `stored ${kv.key} is not JSON: ${kv.value.slice(0, 80)}`)
+  }
+}
