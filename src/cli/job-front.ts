@@ -7,6 +7,7 @@
 import cliProgress from 'cli-progress'
 import {getPriority, setPriority} from 'node:os'
 import {dispositionOf} from '../errors.js'
+import {formatDuration} from '../migrate/progress.js'
 
 /** Runs fn with an AbortSignal that SIGINT / SIGTERM abort; `stopping` is printed on the first one. */
 export async function withStopSignal<T>(write: (line: string) => void, stopping: string, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
@@ -37,11 +38,9 @@ export function lowerPriority(nice: number, warn: (line: string) => void): void 
   }
 }
 
+/** An ETA for a progress line: the job's duration format, '?' while unknown. */
 export function formatEta(sec: number | null): string {
-  if (sec === null || !Number.isFinite(sec)) return '?'
-  if (sec < 60) return `${Math.round(sec)}s`
-  if (sec < 3600) return `${Math.floor(sec / 60)}m${String(Math.round(sec % 60)).padStart(2, '0')}s`
-  return `${Math.floor(sec / 3600)}h${String(Math.floor((sec % 3600) / 60)).padStart(2, '0')}m`
+  return sec === null || !Number.isFinite(sec) ? '?' : formatDuration(sec)
 }
 
 export interface CountProgress {

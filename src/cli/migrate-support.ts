@@ -211,7 +211,7 @@ export async function requestControl(
     const job = ms.job(id) ?? getJob(db, id)
     if (!job) throw new NotFoundError(`no job '${id}'`, "see 'rstore jobs'")
     if (job.state === 'done' || job.state === 'cancelled') throw new ConflictError(`job ${id} is already ${job.state}`)
-    if (job.kind === 'backfill') return backfillControl(db, job as unknown as Job<BackfillCheckpoint>, control)
+    if (job.kind === 'backfill') return backfillControl(db, job, control)
     if (!(MIGRATION_KINDS as readonly string[]).includes(job.kind)) {
       throw new ConflictError(`job ${id} is a ${job.kind} job: only migrate, rebalance and backfill jobs take pause/resume/cancel`)
     }
@@ -228,19 +228,19 @@ export async function requestControl(
   }
 }
 
-/** A backfill reads its control between pages; one that is not running is resumed by its own command. */
-function backfillControl(db: CheckpointDb, job: Job<BackfillCheckpoint>, control: 'pause' | 'run' | 'cancel'): {job: Job; running: boolean; settled?: string} {
-  const running = jobAlive(job as unknown as Job)
-  const again = unfinishedError(job).hint
+/** A backfill reads its control between batches; one that is not running is resumed by its own command. */
+function backfillControl(db: CheckpointDb, job: Job, control: 'pause' | 'run' | 'cancel'): {job: Job; running: boolean; settled?: string} {
+  const running = jobAlive(job)
+  const again = unfinishedError(job as unknown as Job<BackfillCheckpoint>).hint
   if (!running && control === 'pause') throw new ConflictError(`backfill job ${job.id} is not running (${job.state}); nothing to pause`, again)
   if (!running && control === 'run') throw new ConflictError(`backfill job ${job.id} is not running (${job.state}); 'rstore jobs resume' only continues a paused running backfill`, again)
   if (!running) {
     // Nothing copies any more: the job is over; the keys it copied stay (set-if-absent copies are harmless).
     updateJob(db, job.id, {state: 'cancelled'})
-    return {job: job as unknown as Job, running, settled: `backfill job ${job.id} cancelled (it was not running; the keys it copied stay on the target)`}
+    return {job, running, settled: `backfill job ${job.id} cancelled (it was not running; the keys it copied stay on the target)`}
   }
   setJobControl(db, job.id, control)
-  return {job: job as unknown as Job, running}
+  return {job, running}
 }
 
 export {MigrationStore}

@@ -288,9 +288,12 @@ async function run(o: BackfillOptions, args: Record<string, string>, attempts: n
     for (;;) {
       if (stopped() || cancelled) return false
       const c = currentControl()
-      if (c === 'cancel') cancelled = true
+      if (c === 'cancel') {
+        cancelled = true
+        return false
+      }
       paused = c === 'pause'
-      if (!paused) return !cancelled
+      if (!paused) return true
       await sleep(o.pollMs ?? 200)
     }
   }

@@ -86,7 +86,9 @@ export class Progress {
   /** Keys/s over the last ~5 seconds of moving. */
   rate(): number {
     const now = Date.now()
-    this.samples.push({t: now, keys: this.state.keysMoved})
+    // Sampled at most every 100 ms: every progress change asks for the rate, the window needs few points.
+    const last = this.samples[this.samples.length - 1]
+    if (!last || now - last.t >= 100) this.samples.push({t: now, keys: this.state.keysMoved})
     while (this.samples.length > 2 && now - this.samples[0]!.t > 5000) this.samples.shift()
     const a = this.samples[0]!
     const dt = (now - a.t) / 1000
