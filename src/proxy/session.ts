@@ -2,6 +2,10 @@ import type {Socket} from 'node:net'
 import {writeBatch} from '../resp/write.js'
 import {ProtocolError, RequestParser, type Limits, type Request} from '../resp/resp.js'
 
+/** How long and how much a closing connection keeps reading (and dropping) what the client still sends. */
+const LINGER_MS = 1000
+const LINGER_BYTES = 64 * 1024
+
 /** One reply position in a client's queue; replies are written strictly in request order. */
 export interface ReplySlot {
   data: Buffer | null
@@ -106,6 +110,8 @@ export class Session {
     this.authenticated = v
     this.parser.preAuth = !v
   }
+
+  private ending = false
 
   private onData(chunk: Buffer): void {
     if (this.closing) return
@@ -262,9 +268,30 @@ export class Session {
     if (this.head === this.queue.length) this.endAfterWrites()
   }
 
-  /** Sends what is written, then closes: a client still sending cannot keep the connection open. */
+  /**
+   * Sends what is written, then closes. A socket closed with unread input makes the kernel answer with
+   * a reset and drop the reply still unsent, so the input left is read and dropped (onData ignores it
+   * once closing) until the client closes too, for at most LINGER_MS and LINGER_BYTES: a client still
+   * sending cannot keep the connection open.
+   */
   private endAfterWrites(): void {
-    this.socket.end(() => this.socket.destroy())
+    if (this.ending) return
+    this.ending = true
+    const socket = this.socket
+    let dropped = 0
+    const close = () => {
+      clearTimeout(timer)
+      socket.destroy()
+    }
+    const timer = setTimeout(close, LINGER_MS)
+    timer.unref()
+    socket.on('data', (chunk: Buffer) => {
+      dropped += chunk.length
+      if (dropped > LINGER_BYTES) close()
+    })
+    socket.once('end', close)
+    socket.end()
+    socket.resume()
   }
 
   pendingReplies(): number {
