@@ -16,6 +16,7 @@ import {globMatch} from '../backends/glob.js'
 import type {TopologyStore} from '../coord/topology-store.js'
 import {ConflictError, NotFoundError, RstoreError, ValidationError} from '../errors.js'
 import {masterOf} from '../topology/model.js'
+import {showKey} from '../topology/key-text.js'
 import {createJob, findJobs, findUnfinishedJob, jobControl, type JobControl, openCheckpoints, processAlive, setJobControl, UNFINISHED, updateJob, type CheckpointDb, type Job} from './checkpoints.js'
 import {RateLimiter} from './rate-limit.js'
 
@@ -88,11 +89,6 @@ export interface BackfillResult extends BackfillCounters {
 const ZERO: BackfillCounters = {scanned: 0, copied: 0, skipped: 0, expired: 0, failed: 0}
 
 /** Renders a key for messages and JSON: text when it is printable UTF-8, else `0x<hex>`. */
-export function showKey(key: Buffer): string {
-  const s = key.toString('utf8')
-  return Buffer.from(s, 'utf8').equals(key) && !/[\x00-\x1f\x7f]/.test(s) ? s : `0x${key.toString('hex')}`
-}
-
 async function retry<X>(attempts: number, fn: () => Promise<X>): Promise<X> {
   for (let i = 1; ; i++) {
     try {

@@ -23,6 +23,7 @@ import {ConflictError, NotFoundError, RstoreError, ValidationError} from '../err
 import {masterOf, parseGroupId, parseSlotRange, type SlotInfo, type Topology} from '../topology/model.js'
 import {PENDING_INTACT, pendingSetKey} from '../topology/internal-keys.js'
 import {slotOf} from '../topology/slots.js'
+import {showKey} from '../topology/key-text.js'
 import {BarrierTimeoutError, ProxyAcks} from './barrier.js'
 import {canonicalJson, type CheckpointDb, type Job} from './checkpoints.js'
 import {failpoint} from './failpoints.js'
@@ -625,7 +626,7 @@ class Mover {
       changeMs: Math.round(this.changeMs),
       migrateMs: Math.round(this.migrateMs),
       foreignMembers: this.foreignMembers,
-      bigKeys: this.ms.bigKeys(this.job.id).map((b) => ({slot: b.slot, key: printableKey(b.key), bytes: b.bytes, stallMs: Math.round(b.stallMs)})),
+      bigKeys: this.ms.bigKeys(this.job.id).map((b) => ({slot: b.slot, key: showKey(b.key), bytes: b.bytes, stallMs: Math.round(b.stallMs)})),
     }
   }
 
@@ -812,7 +813,7 @@ class Mover {
       const left = await this.leftovers(row)
       if (!left.length) return true
       if (round > 3) {
-        throw new RstoreError('EMIGRATE', `slot ${row.slot}: ${left.length} key(s) are still on group ${row.source} after moving (e.g. '${printableKey(left[0]!)}'); job ${this.job.id} is left resumable`)
+        throw new RstoreError('EMIGRATE', `slot ${row.slot}: ${left.length} key(s) are still on group ${row.source} after moving (e.g. '${showKey(left[0]!, 80)}'); job ${this.job.id} is left resumable`)
       }
       if (await leave()) return false
       this.log(`slot ${row.slot}: ${left.length} key(s) still on the source, moving them again`)
@@ -959,7 +960,7 @@ class Mover {
       this.foreignMembers += foreign.length
       const k = foreign[0]!
       this.log(
-        `slot ${row.slot}: skipped ${foreign.length} pending-set member(s) of other slots (e.g. '${printableKey(k)}', slot ${slotOf(k)}): not moved, left where they are`,
+        `slot ${row.slot}: skipped ${foreign.length} pending-set member(s) of other slots (e.g. '${showKey(k, 80)}', slot ${slotOf(k)}): not moved, left where they are`,
       )
     }
     return keys
@@ -979,7 +980,7 @@ class Mover {
     this.bytesThisRun += size
     res.big.push({slot: row.slot, key, bytes: size, stallMs: r.ms})
     this.progress.set({bigKeys: this.progress.state.bigKeys + 1})
-    this.log(`big key '${printableKey(key)}' (slot ${row.slot}, ${size} bytes) moved alone in ${r.ms.toFixed(0)} ms`)
+    this.log(`big key '${showKey(key, 80)}' (slot ${row.slot}, ${size} bytes) moved alone in ${r.ms.toFixed(0)} ms`)
   }
 
   /**
@@ -1098,12 +1099,6 @@ function userKeys(keysIn: Buffer[], slot: number, foreign: Buffer[]): Buffer[] {
     keys.push(k)
   }
   return keys
-}
-
-export function printableKey(key: Buffer): string {
-  const s = key.toString('utf8')
-  const clean = /^[\x20-\x7e]*$/.test(s) ? s : JSON.stringify(s).slice(1, -1)
-  return clean.length > 80 ? `${clean.slice(0, 77)}...` : clean
 }
 
 export {BarrierTimeoutError}

@@ -10,7 +10,7 @@ import {openStore, parseHostPort, parseStoreUrl, type KeySnapshot, type KeyStore
 import {compareSnapshots, type DiffReason} from '../backends/snapshot.js'
 import {ValidationError} from '../errors.js'
 import {slotOf, SLOT_COUNT} from '../topology/slots.js'
-import {showKey} from './backfill.js'
+import {showKey} from '../topology/key-text.js'
 import {RateLimiter} from './rate-limit.js'
 
 export interface VerifyOptions {
