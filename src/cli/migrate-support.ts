@@ -3,7 +3,6 @@
  * Ctrl-C handling, and the text of a summary.
  */
 import {Flags} from '@oclif/core'
-import {existsSync} from 'node:fs'
 import {hostname} from 'node:os'
 import {join} from 'node:path'
 import type {RstoreConfig} from '../config.js'
@@ -12,7 +11,7 @@ import {withTopologyStore} from '../service/context.js'
 import {table} from './table.js'
 import {lowerPriority, withStopSignal} from './job-front.js'
 import {MigrationProgressView} from './migration-progress.js'
-import {getJob, listJobs, openCheckpoints, processAlive, setJobControl, updateJob, type CheckpointDb, type Job} from '../migrate/checkpoints.js'
+import {getJob, listJobs, openCheckpoints, openExistingCheckpoints as openCheckpointsIfAny, processAlive, setJobControl, updateJob, type CheckpointDb, type Job} from '../migrate/checkpoints.js'
 import {unfinishedError, type BackfillCheckpoint} from '../migrate/backfill.js'
 import {MigrationLock} from '../migrate/lock.js'
 import {MIGRATION_KINDS, MigrationStore, type MigrationProgress} from '../migrate/migration-store.js'
@@ -126,8 +125,7 @@ export function planText(plan: RebalancePlan): string {
 
 /** The checkpoint file, or undefined when it does not exist yet (no job ever ran). */
 export function openExistingCheckpoints(cfg: RstoreConfig): CheckpointDb | undefined {
-  if (!existsSync(join(cfg.checkpointDir, `${cfg.product}.db`))) return undefined
-  return openCheckpoints(cfg.checkpointDir, cfg.product)
+  return openCheckpointsIfAny(cfg.checkpointDir, cfg.product)
 }
 
 export interface JobListing {

@@ -275,7 +275,7 @@ class EtcdWatchHandle implements Watcher {
   constructor(
     private readonly coord: EtcdCoordinator,
     private readonly inner: EtcdWatcher,
-    private readonly afterRevision: number,
+    afterRevision: number,
     private readonly onEvent: (ev: WatchEvent) => void,
     private readonly onError?: (err: Error) => void,
   ) {

@@ -6,9 +6,7 @@
  * counters are checkpointed, page by page in scan order, in the product's SQLite file, so a killed
  * backfill re-run with the same arguments continues after the last finished page.
  */
-import {existsSync} from 'node:fs'
 import {hostname} from 'node:os'
-import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import pLimit from 'p-limit'
 import {openStore, parseHostPort, parseStoreUrl, RedisStore, type KeySnapshot, type KeyStore} from '../backends/index.js'
@@ -17,7 +15,7 @@ import type {TopologyStore} from '../coord/topology-store.js'
 import {ConflictError, NotFoundError, RstoreError, ValidationError} from '../errors.js'
 import {masterOf} from '../topology/model.js'
 import {showKey} from '../topology/key-text.js'
-import {createJob, findJobs, findUnfinishedJob, jobControl, type JobControl, openCheckpoints, processAlive, setJobControl, UNFINISHED, updateJob, type CheckpointDb, type Job} from './checkpoints.js'
+import {createJob, findJobs, findUnfinishedJob, jobControl, type JobControl, openCheckpoints, openExistingCheckpoints, processAlive, setJobControl, UNFINISHED, updateJob, type CheckpointDb, type Job} from './checkpoints.js'
 import {RateLimiter} from './rate-limit.js'
 
 export interface BackfillOptions {
@@ -168,7 +166,7 @@ export async function backfill(o: BackfillOptions): Promise<BackfillResult> {
   let db: CheckpointDb | undefined
   try {
     // Validate everything before writing anything (no tables, no checkpoint file).
-    const probe = openCheckpointsReadOnly(o.checkpointDir, o.product)
+    const probe = openExistingCheckpoints(o.checkpointDir, o.product)
     const existing = probe ? findUnfinishedJob<BackfillCheckpoint>(probe, 'backfill', args) : undefined
     // docs/architecture.md, "Jobs and checkpoints": a different backfill while one is unfinished is refused; the unfinished one is finished first.
     const other = probe && !existing ? findJobs<BackfillCheckpoint>(probe, 'backfill', {states: UNFINISHED})[0] : undefined
@@ -201,15 +199,6 @@ export function unfinishedError(job: Job<BackfillCheckpoint>): ConflictError {
       ? `wait for it to finish, or stop it with 'rstore jobs pause|cancel ${job.id}'`
       : `finish it first by re-running the same command: ${cmd} (the target URL with its password), or drop it with 'rstore jobs cancel ${job.id}'`,
   )
-}
-
-function openCheckpointsReadOnly(dir: string, product: string): CheckpointDb | undefined {
-  if (!existsSync(join(dir, `${product}.db`))) return undefined
-  try {
-    return openCheckpoints(dir, product)
-  } catch {
-    return undefined
-  }
 }
 
 async function run(o: BackfillOptions, args: Record<string, string>, attempts: number, source: RedisStore, target: KeyStore, db: CheckpointDb): Promise<BackfillResult> {

@@ -5,7 +5,7 @@
  * completion in the same transaction as its job's progress (`db.transaction(...)`).
  */
 import {randomBytes} from 'node:crypto'
-import {mkdirSync} from 'node:fs'
+import {existsSync, mkdirSync} from 'node:fs'
 import {join} from 'node:path'
 import Database from 'better-sqlite3'
 import {ValidationError} from '../errors.js'
@@ -26,6 +26,11 @@ export interface Job<P = Record<string, unknown>> {
 export type CheckpointDb = Database.Database
 
 /** Opens (creating) the product's checkpoint file. */
+/** The product's checkpoint file if it exists (reading it never creates one), else undefined. */
+export function openExistingCheckpoints(dir: string, product: string): CheckpointDb | undefined {
+  return existsSync(join(dir, `${product}.db`)) ? openCheckpoints(dir, product) : undefined
+}
+
 export function openCheckpoints(dir: string, product: string): CheckpointDb {
   if (!/^[A-Za-z0-9_.-]+$/.test(product)) throw new ValidationError(`invalid product '${product}'`)
   try {

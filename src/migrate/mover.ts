@@ -19,7 +19,7 @@
 import {hostname} from 'node:os'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {PreconditionFailedError, type TopologyStore} from '../coord/topology-store.js'
-import {ConflictError, NotFoundError, RstoreError, ValidationError} from '../errors.js'
+import {ConflictError, NotFoundError, RstoreError} from '../errors.js'
 import {masterOf, parseGroupId, parseSlotRange, type SlotInfo, type Topology} from '../topology/model.js'
 import {PENDING_INTACT, pendingSetKey} from '../topology/internal-keys.js'
 import {slotOf} from '../topology/slots.js'

@@ -1,22 +1,9 @@
 import {setTimeout as sleep} from 'node:timers/promises'
 import {PreconditionFailedError, type TopologyStore} from '../coord/topology-store.js'
-import type {Compare, KeyValue, Op} from '../coord/types.js'
-import {ConflictError, NotFoundError, RstoreError, ValidationError} from '../errors.js'
-import {
-  checkName,
-  compileRules,
-  CONFIG_KINDS,
-  normalize,
-  referencesTo,
-  type CompiledRules,
-  type ConfigKind,
-  type DbGroup,
-  type DbUnit,
-  type Rule,
-  type RulesConfig,
-  type Shard,
-} from '../topology/rules.js'
-import {parseCutover, validateCutovers, type Cutover} from '../topology/cutover.js'
+import type {Compare, Op} from '../coord/types.js'
+import {ConflictError, NotFoundError, ValidationError} from '../errors.js'
+import {checkName, compileRules, normalize, referencesTo, type ConfigKind, type Rule, type RulesConfig} from '../topology/rules.js'
+import {validateCutovers} from '../topology/cutover.js'
 
 export {configKey, DIRS, loadCompiledRules, loadRulesConfig, parseKind, parseRulesConfig, type ConfigObject, type LoadedRulesConfig} from '../coord/rules-store.js'
 import {configKey, DIRS, loadRulesConfig, type ConfigObject} from '../coord/rules-store.js'
