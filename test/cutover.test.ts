@@ -9,7 +9,9 @@ import {addConfig, loadRulesConfig, removeConfig} from '../src/service/rules-con
 import type {RstoreConfig} from '../src/config.js'
 import {EmbeddedCoordinator} from '../src/coord/embedded.js'
 import {TopologyStore} from '../src/coord/topology-store.js'
-import {ConflictError} from '../src/errors.js'
+import {ConflictError, RstoreError} from '../src/errors.js'
+import {openStore} from '../src/backends/index.js'
+import {unitStoreUrl, type DbUnit} from '../src/topology/rules.js'
 import {lookupCommand} from '../src/resp/commands.js'
 import {DbGroupExecutor} from '../src/proxy/dbgroup-exec.js'
 import {RuleRouter} from '../src/proxy/rule-route.js'
@@ -188,5 +190,26 @@ describe('cutover', () => {
     assert.equal(await run('INCR', 'c:held'), ':3')
     assert.equal(await n.get('c:held'), '3')
     assert.equal(await o.get('c:held'), '2')
+  })
+
+  test('a switch stopped during its verify changes nothing; a step asked to stop before it starts writes nothing', async () => {
+    const st = await startCutover(store, cfg, 'w', 'c', 'gold')
+    await applied(st.epoch)
+    const ctl = new AbortController()
+    // The stop arrives once verify has opened its stores (what Ctrl-C or a server's cancel does).
+    const openAndStop = async (u: DbUnit) => {
+      const s = await openStore(unitStoreUrl(u))
+      ctl.abort()
+      return s
+    }
+    await assert.rejects(switchCutover(store, cfg, 'w', {signal: ctl.signal, openStore: openAndStop}), (e: Error) => e instanceof RstoreError && e.code === 'ESTOPPED' && /nothing changed/.test(e.message))
+    const after1 = await cutoverStatus(store, cfg, 'w')
+    assert.equal(after1.cutover.step, 'double-write')
+    assert.equal(after1.cutover.hold, undefined, 'no hold was set')
+    assert.equal(after1.epoch, st.epoch, 'no step was written')
+    await assert.rejects(abortCutover(store, cfg, 'w', {signal: AbortSignal.abort()}), (e: Error) => e instanceof RstoreError && e.code === 'ESTOPPED')
+    assert.equal((await cutoverStatus(store, cfg, 'w')).cutover.step, 'double-write')
+    const ab = await abortCutover(store, cfg, 'w')
+    assert.equal(ab.cutover.step, 'aborted')
   })
 })

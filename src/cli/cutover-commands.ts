@@ -2,6 +2,7 @@ import {Args, Flags, type Command} from '@oclif/core'
 import {withTopologyStore} from '../service/context.js'
 import {abortCutover, cutoverStatus, finishCutover, startCutover, switchCutover, type CutoverResult} from '../service/cutover.js'
 import {RstoreCommand} from './base-command.js'
+import {withStopSignal} from './job-front.js'
 import {fields} from './table.js'
 
 const nameArg = {name: Args.string({description: 'cutover name', required: true})}
@@ -36,8 +37,10 @@ export function makeCutoverCommand(action: 'start' | 'switch' | 'finish' | 'abor
     public async run(): Promise<void> {
       const f = this.flags as Record<string, unknown>
       const name = this.args.name as string
-      const opts = {barrierTimeoutMs: Number(f['barrier-timeout']) * 1000, log: (l: string) => process.stderr.write(`${l}\n`)}
-      const res = await withTopologyStore(this.cfg, (store) => {
+      const log = (l: string) => process.stderr.write(`${l}\n`)
+      const stopping = `cutover ${name}: stopping (a step already written stays; see 'rstore cutover status ${name}')`
+      const res = await withStopSignal(log, stopping, (signal) => withTopologyStore(this.cfg, (store) => {
+        const opts = {barrierTimeoutMs: Number(f['barrier-timeout']) * 1000, log, signal}
         switch (action) {
           case 'start':
             return startCutover(store, this.cfg, name, f.rule as string, f.to as string, opts)
@@ -48,7 +51,7 @@ export function makeCutoverCommand(action: 'start' | 'switch' | 'finish' | 'abor
           case 'abort':
             return abortCutover(store, this.cfg, name, opts)
         }
-      })
+      }))
       this.output(res, () => text(action, res))
     }
   }

@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 import {RstoreCommand} from '../cli/base-command.js'
-import {RstoreError} from '../errors.js'
+import {withStopSignal} from '../cli/job-front.js'
+import {dispositionOf, RstoreError} from '../errors.js'
 import {withTopologyStore} from '../service/context.js'
 import {groupMasterAddr} from '../migrate/backfill.js'
 import {parseSlots, verify} from '../migrate/verify.js'
@@ -34,6 +35,12 @@ Works Redis to SQL (after a backfill) and Redis to Redis (after a migration: --s
 
   async run(): Promise<void> {
     const f = this.flags
+    const write = (line: string) => process.stderr.write(line + '\n')
+    await withStopSignal(write, 'verify: stopping after the batch in flight (the counts so far are printed)', (signal) => this.verify(signal))
+  }
+
+  private async verify(signal: AbortSignal): Promise<void> {
+    const f = this.flags
     let res
     try {
       const interval = Number(f.interval)
@@ -54,6 +61,7 @@ Works Redis to SQL (after a backfill) and Redis to Redis (after a migration: --s
         rate: f.rate,
         batch: f.batch,
         maxKeys: f['max-keys'],
+        signal,
       })
     } catch (e) {
       // Exit 2 on any error (EVERIFY): 1 means "differences", as diff(1) does.
@@ -62,10 +70,11 @@ Works Redis to SQL (after a backfill) and Redis to Redis (after a migration: --s
     }
     const r = res
     this.output(r, () => {
-      const lines = [`compared ${r.compared} keys in ${r.rounds} round(s): ${r.equal} equal, ${r.different} different, ${r.missing} missing${f.repair ? `, ${r.repaired} repaired` : ''}`]
+      const lines = [`${r.state === 'stopped' ? 'stopped on request: ' : ''}compared ${r.compared} keys in ${r.rounds} round(s): ${r.equal} equal, ${r.different} different, ${r.missing} missing${f.repair ? `, ${r.repaired} repaired` : ''}`]
       for (const k of r.keys) lines.push(`  ${k.reason.padEnd(7)} ${k.key}: ${k.detail}${k.repaired ? ' (repaired)' : ''}`)
       return lines.join('\n')
     })
-    if (r.different + r.missing > 0) process.exitCode = 1
+    if (r.state === 'stopped') process.exitCode = dispositionOf('ESTOPPED').exit
+    else if (r.different + r.missing > 0) process.exitCode = 1
   }
 }

@@ -33,6 +33,18 @@ export interface VerifyOptions {
   batch: number
   /** Differences listed in the result. */
   maxKeys: number
+  /** Stops after the batch in flight when aborted (Ctrl-C, a server's cancel): the result says 'stopped'. */
+  signal?: AbortSignal
+  /** Called after every batch compared (a CLI line, a server's job view). */
+  onProgress?: (p: VerifyProgress) => void
+}
+
+export interface VerifyProgress {
+  round: number
+  compared: number
+  /** Differences found so far in this round. */
+  differences: number
+  keysPerSec: number
 }
 
 export interface KeyDiff {
@@ -43,6 +55,8 @@ export interface KeyDiff {
 }
 
 export interface VerifyResult {
+  /** stopped: by the signal, before every key was compared (the counts are what was compared). */
+  state: 'done' | 'stopped'
   compared: number
   equal: number
   different: number
@@ -94,6 +108,12 @@ async function run(o: VerifyOptions, source: KeyStore, target: KeyStore): Promis
   const dump = o.repair && target.kind === 'redis' && source.kind === 'redis'
   let diffs = new Map<string, {key: Buffer; reason: DiffReason; detail: string; snap: KeySnapshot}>()
   let compared = 0
+  let round = 1
+  let checkedThisRound = 0
+  const started = performance.now()
+  const stopped = () => o.signal?.aborted === true
+  const report = (differences: number) =>
+    o.onProgress?.({round, compared, differences, keysPerSec: Math.round((compared + checkedThisRound) / Math.max((performance.now() - started) / 1000, 0.001))})
 
   /** ordered: the source first, then the target (later rounds): a copy in flight lands before the target's read. */
   const check = async (keys: Buffer[], ordered = false) => {
@@ -126,24 +146,36 @@ async function run(o: VerifyOptions, source: KeyStore, target: KeyStore): Promis
       seen.add(h)
       return true
     })
-    for (let i = 0; i < keys.length; i += o.batch) {
+    for (let i = 0; i < keys.length && !stopped(); i += o.batch) {
       const {n, out} = await check(keys.slice(i, i + o.batch))
       compared += n
       for (const d of out) diffs.set(d.key.toString('latin1'), d)
+      report(diffs.size)
     }
-  } while (cursor !== '0')
+  } while (cursor !== '0' && !stopped())
 
   // Later rounds: only the previous round's differences.
-  let rounds = 1
-  for (; rounds < o.rounds && diffs.size > 0; rounds++) {
-    await sleep(o.interval * 1000)
+  for (; round < o.rounds && diffs.size > 0 && !stopped(); ) {
+    await sleep(o.interval * 1000, undefined, {signal: o.signal}).catch(() => {})
+    if (stopped()) break
+    round++
     const keys = [...diffs.values()].map((d) => d.key)
     const next = new Map<string, {key: Buffer; reason: DiffReason; detail: string; snap: KeySnapshot}>()
+    checkedThisRound = 0
     for (let i = 0; i < keys.length; i += o.batch) {
-      for (const d of (await check(keys.slice(i, i + o.batch), true)).out) next.set(d.key.toString('latin1'), d)
+      // Stopped mid-round: the keys not re-read yet keep the previous round's difference.
+      if (stopped()) {
+        for (const k of keys.slice(i)) next.set(k.toString('latin1'), diffs.get(k.toString('latin1'))!)
+        break
+      }
+      const batch = keys.slice(i, i + o.batch)
+      for (const d of (await check(batch, true)).out) next.set(d.key.toString('latin1'), d)
+      checkedThisRound += batch.length
+      report(next.size)
     }
     diffs = next
   }
+  const rounds = round
 
   const keys: KeyDiff[] = []
   let repaired = 0
@@ -151,7 +183,7 @@ async function run(o: VerifyOptions, source: KeyStore, target: KeyStore): Promis
   let missing = 0
   for (const d of diffs.values()) {
     let fixed = false
-    if (o.repair) {
+    if (o.repair && !stopped()) {
       // Re-read the source right before copying, so the latest value goes over.
       const fresh = await source.readKey(d.key, {dump})
       if (fresh) await target.writeKey(d.key, fresh) // (gone from the source since: nothing to copy)
@@ -164,5 +196,5 @@ async function run(o: VerifyOptions, source: KeyStore, target: KeyStore): Promis
     }
     if (keys.length < o.maxKeys) keys.push({key: showKey(d.key), reason: d.reason, detail: d.detail, ...(o.repair ? {repaired: fixed} : {})})
   }
-  return {compared, equal: compared - diffs.size, different, missing, repaired, rounds, keys}
+  return {state: stopped() ? 'stopped' : 'done', compared, equal: compared - diffs.size, different, missing, repaired, rounds, keys}
 }

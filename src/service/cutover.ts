@@ -3,12 +3,13 @@ import {openStore, type KeyStore} from '../backends/index.js'
 import type {RstoreConfig} from '../config.js'
 import {PreconditionFailedError, type TopologyStore} from '../coord/topology-store.js'
 import type {Op} from '../coord/types.js'
-import {ConflictError, NotFoundError, ValidationError} from '../errors.js'
+import {ConflictError, NotFoundError, RstoreError, ValidationError} from '../errors.js'
 import {waitForProxies} from '../migrate/barrier.js'
 import {createJob, findJobs, openCheckpoints, updateJob, type Job, type JobState} from '../migrate/checkpoints.js'
 import {compareSnapshots} from '../backends/snapshot.js'
 import {isActive, validateCutovers, type Cutover, type CutoverStep} from '../topology/cutover.js'
 import {checkName, compileRules, unitStoreUrl, type CompiledRules, type DbUnit, type Rule, type RulesConfig, type Shard} from '../topology/rules.js'
+import {showKey} from '../topology/key-text.js'
 import {loadRulesConfig} from './rules-config.js'
 
 /**
@@ -23,6 +24,12 @@ export interface CutoverOptions {
   log?: (line: string) => void
   /** Opens a unit's store (tests); default src/backends openStore. */
   openStore?: (unit: DbUnit) => Promise<KeyStore>
+  /**
+   * Stops the step (Ctrl-C, a server's cancel): before its transaction nothing changes; during the
+   * verify of a switch nothing changes either; during the proxies' barrier the step stays recorded
+   * and the proxies apply it as they catch up. Either way the error is ESTOPPED.
+   */
+  signal?: AbortSignal
 }
 
 export interface CutoverResult {
@@ -42,6 +49,16 @@ export interface CutoverVerifyResult {
 const ATTEMPTS = 8
 /** Re-reads of a suspected difference before it counts (see verifyCutover). */
 const RECHECK_ROUNDS = 12
+
+/** Throws ESTOPPED when the step's signal is aborted; `changed` says whether the step was written. */
+function stopIfAsked(opts: CutoverOptions, name: string, changed: string | undefined): void {
+  if (!opts.signal?.aborted) return
+  throw new RstoreError(
+    'ESTOPPED',
+    changed ? `cutover ${name}: stopped on request while the proxies applied ${changed}` : `cutover ${name}: stopped on request; nothing changed`,
+    changed ? `the step is recorded; the proxies apply it as they catch up: see 'rstore cutover status ${name}'` : undefined,
+  )
+}
 
 function cutoverKey(store: TopologyStore, name: string): string {
   return store.keys.cutover(name)
@@ -76,10 +93,12 @@ async function step(
   let epoch = 0
   let cutover: Cutover | undefined
   for (let attempt = 1; ; attempt++) {
+    stopIfAsked(opts, name, undefined)
     const {config, epoch: loadedEpoch, epochRevision, cutovers} = await loadRulesConfig(store)
     const rules = compileRules(config)
     const current = cutovers.find((c) => c.name === name)
     if (before && attempt === 1) await before({rules, current})
+    stopIfAsked(opts, name, undefined)
     const res = make({config, rules, current, cutovers})
     // update() writes exactly loadedEpoch + 1 (it compares the epoch key's revision read here)
     const h = res.cutover.history[res.cutover.history.length - 1]
@@ -98,12 +117,18 @@ async function step(
       await sleep(10 * attempt)
     }
   }
-  const barrierMs = await waitForProxies(store, epoch, {
-    timeoutMs: opts.barrierTimeoutMs ?? 30_000,
-    log: opts.log,
-    resumeHint: `the step is recorded (epoch ${epoch}); the proxies apply it when they catch up — run 'rstore cutover status ${name}'`,
-  })
-  record(cfg, cutover)
+  let barrierMs: number
+  try {
+    barrierMs = await waitForProxies(store, epoch, {
+      timeoutMs: opts.barrierTimeoutMs ?? 30_000,
+      log: opts.log,
+      check: () => stopIfAsked(opts, name, `step ${cutover.step} (epoch ${epoch})`),
+      resumeHint: `the step is recorded (epoch ${epoch}); the proxies apply it when they catch up — run 'rstore cutover status ${name}'`,
+    })
+  } finally {
+    // Written to the coordinator: the checkpoint record follows, whether the proxies caught up or not.
+    record(cfg, cutover)
+  }
   return {cutover, epoch, barrierMs}
 }
 
@@ -318,6 +343,7 @@ export async function verifyCutover(rules: CompiledRules, c: Cutover, opts: Cuto
     const scanAll = async (s: KeyStore, each: (keys: Buffer[]) => Promise<void>) => {
       let cursor = '0'
       do {
+        stopIfAsked(opts, c.name, undefined)
         const page = await s.scan(cursor, undefined, 1000)
         cursor = page.cursor
         if (page.keys.length) await each(page.keys)
@@ -349,6 +375,7 @@ export async function verifyCutover(rules: CompiledRules, c: Cutover, opts: Cuto
     let last: {key: Buffer; reason: string; detail: string}[] = []
     for (let round = 0; round < RECHECK_ROUNDS && suspects.size; round++) {
       if (round) await sleep(20 + Math.random() * 80)
+      stopIfAsked(opts, c.name, undefined)
       last = []
       const next = new Map<string, {key: Buffer; group: string}>()
       for (const {key, group} of suspects.values()) {
@@ -360,7 +387,7 @@ export async function verifyCutover(rules: CompiledRules, c: Cutover, opts: Cuto
       suspects = next
     }
     res.different = last.length
-    res.first = last.slice(0, 10).map((d) => ({key: d.key.toString('latin1'), reason: d.reason, detail: d.detail}))
+    res.first = last.slice(0, 10).map((d) => ({key: showKey(d.key), reason: d.reason, detail: d.detail}))
   } finally {
     await Promise.all(opened.map((s) => s.close().catch(() => {})))
   }
