@@ -4,9 +4,11 @@
  * with a result that says 'stopped' and counts only what was compared.
  */
 import assert from 'node:assert/strict'
+import {spawn} from 'node:child_process'
 import {after, before, test} from 'node:test'
 import {verify, type VerifyOptions, type VerifyProgress} from '../../src/migrate/verify.js'
 import {startRedis, type RedisServer} from '../harness/redis.js'
+import {RSTORE_BIN} from '../harness/cluster.js'
 
 let a: RedisServer
 let b: RedisServer
@@ -70,4 +72,21 @@ test('a stop during the wait between rounds ends it at once with the differences
   assert.equal(r.rounds, 1)
   assert.equal(r.different, 10)
   assert.ok(Date.now() - t0 < 10_000, 'the 30 s wait between rounds was cut short')
+})
+
+test('rstore verify stopped by SIGTERM prints what it compared and exits 130', async () => {
+  const child = spawn(process.execPath, [RSTORE_BIN, 'verify', '--to', 'redis', '--source', a.addr, '--target', b.addr, '--match', 'v:*', '--rate', '500', '--batch', '50', '--json'], {stdio: ['ignore', 'pipe', 'pipe']})
+  let out = ''
+  let err = ''
+  child.stdout.on('data', (d: Buffer) => (out += d))
+  child.stderr.on('data', (d: Buffer) => (err += d))
+  // Started and comparing: at 500 keys/s the 3000 keys take 6 s.
+  await new Promise((r) => setTimeout(r, 2500))
+  child.kill('SIGTERM')
+  const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)))
+  assert.equal(code, 130, `exit ${code}; stderr: ${err}`)
+  assert.match(err, /verify: stopping after the batch in flight/)
+  const res = JSON.parse(out) as {state: string; compared: number}
+  assert.equal(res.state, 'stopped')
+  assert.ok(res.compared > 0 && res.compared < KEYS, `compared ${res.compared}`)
 })
