@@ -95,8 +95,8 @@ async function twoGroups(): Promise<void> {
 
 describe('TopologyStore', () => {
   test('keys, load of an empty product, and the slot table after init', async () => {
-    assert.equal(store.key('slots', 7), `/rstore/${store.product}/slots/7`)
-    assert.equal(store.key('locks', 'migration'), `/rstore/${store.product}/locks/migration`)
+    assert.equal(store.keys.slot(7), `/rstore/${store.product}/slots/7`)
+    assert.equal(store.keys.migrationLock, `/rstore/${store.product}/locks/migration`)
     const empty = await store.load()
     assert.equal(empty.epoch, 0)
     assert.equal(empty.slots.length, 1024)
@@ -105,7 +105,7 @@ describe('TopologyStore', () => {
     const res = await initSlots(store)
     assert.deepEqual(res, {epoch: 1, slots: 1024, reset: false})
     assert.equal(await store.slotsInitialized(), true)
-    assert.equal((await coord.list(store.key('slots', ''))).length, 1024)
+    assert.equal((await coord.list(store.keys.slotsPrefix)).length, 1024)
   })
 
   test('update writes records and epoch+1 in one txn; an empty change writes nothing', async () => {
@@ -128,7 +128,7 @@ describe('TopologyStore', () => {
       calls++
       if (calls === 1) {
         // A concurrent writer bumps the epoch between our read and our txn.
-        void coord.txn([], [{type: 'put', key: store.key('epoch'), value: JSON.stringify(topo.epoch + 1)}])
+        void coord.txn([], [{type: 'put', key: store.keys.epoch, value: JSON.stringify(topo.epoch + 1)}])
       }
       return {groups: [{id: 5, servers: []}]}
     })
@@ -176,9 +176,9 @@ describe('TopologyStore', () => {
       ValidationError,
       /two masters/,
     )
-    await coord.txn([], [{type: 'put', key: store.key('locks', 'migration'), value: '{"job":"x"}'}])
+    await coord.txn([], [{type: 'put', key: store.keys.migrationLock, value: '{"job":"x"}'}])
     await refused(
-      () => store.update(() => ({groups: [{id: 3, servers: []}]}), [{key: store.key('locks', 'migration'), modRevision: 0}]),
+      () => store.update(() => ({groups: [{id: 3, servers: []}]}), [{key: store.keys.migrationLock, modRevision: 0}]),
       PreconditionFailedError,
       /no longer holds/,
     )
@@ -194,7 +194,7 @@ describe('TopologyStore', () => {
     assert.deepEqual(topo.slots[8], {id: 8, state: 'online', group: 1, pending: true})
     assert.deepEqual(topo.slots[9], {id: 9, state: 'migrating', group: 2, from: 1})
     await waitUntil(() => fired === 1)
-    await coord.txn([], [{type: 'put', key: store.key('proxies', 'p1'), value: JSON.stringify({id: 'p1'})}])
+    await coord.txn([], [{type: 'put', key: store.keys.proxy('p1'), value: JSON.stringify({id: 'p1'})}])
     await new Promise((r) => setTimeout(r, 150))
     assert.equal(fired, 1, 'a proxies/ change does not fire')
     assert.deepEqual((await store.proxies()).map((p) => p.id), ['p1'])
@@ -208,7 +208,7 @@ describe('slot admin', () => {
     await refused(() => initSlots(store), ConflictError, /already initialized.*--force/)
     const r = await initSlots(store, {force: true})
     assert.equal(r.reset, true)
-    await coord.txn([], [{type: 'put', key: store.key('locks', 'migration'), value: JSON.stringify({job: 'migrate 0-9 to 2', host: 'h', pid: 42})}])
+    await coord.txn([], [{type: 'put', key: store.keys.migrationLock, value: JSON.stringify({job: 'migrate 0-9 to 2', host: 'h', pid: 42})}])
     await refused(() => initSlots(store, {force: true}), ConflictError, /migrate 0-9 to 2 \(h, pid 42\) is running/)
   })
 

@@ -132,7 +132,7 @@ test('ProxyAcks: a failed watch (compacted revision) falls back to reading, then
       startedAt: 0,
       n,
     })
-    const put = (appliedEpoch: number, n = 0) => coord.txn([], [{type: 'put', key: store.key('proxies', 'p1'), value: JSON.stringify(record(appliedEpoch, n))}])
+    const put = (appliedEpoch: number, n = 0) => coord.txn([], [{type: 'put', key: store.keys.proxy('p1'), value: JSON.stringify(record(appliedEpoch, n))}])
     await put(1)
     const acks = new ProxyAcks(store)
     assert.equal(await acks.wait(1, {timeoutMs: 5000}) < 1000, true)

@@ -159,7 +159,7 @@ describe('cutover', () => {
     assert.equal(await run('SET', 'c:held', '1'), '+OK')
     // the hold a switch sets before the answering side changes (as if the switch stopped there)
     const y = (await loadRulesConfig(store)).cutovers.find((c) => c.name === 'y')!
-    const heldEpoch = await store.update(() => ({}), [], [{type: 'put', key: store.key('cutovers', 'y'), value: JSON.stringify({...y, hold: true})}])
+    const heldEpoch = await store.update(() => ({}), [], [{type: 'put', key: store.keys.cutover('y'), value: JSON.stringify({...y, hold: true})}])
     await applied(heldEpoch)
     assert.match((await cutoverStatus(store, cfg, 'y')).cutover.hold ? 'held' : '', /held/)
     let answered = false

@@ -606,10 +606,10 @@ describe('proxy over two groups (embedded coordinator)', () => {
     await r.set(k2, 'two')
     const good = (await p.status()).epoch as number
     const writeRaw = async (slots: object[]) => {
-      const ek = store.key('epoch')
+      const ek = store.keys.epoch
       const cur = (await store.coord.get(ek))!
       const epoch = (JSON.parse(cur.value) as number) + 1
-      const ops = slots.map((s) => ({type: 'put' as const, key: store.key('slots', (s as {id: number}).id), value: JSON.stringify(s)}))
+      const ops = slots.map((s) => ({type: 'put' as const, key: store.keys.slot((s as {id: number}).id), value: JSON.stringify(s)}))
       ops.push({type: 'put', key: ek, value: JSON.stringify(epoch)})
       const res = await store.coord.txn([{key: ek, modRevision: cur.modRevision}], ops)
       assert.ok(res.succeeded)

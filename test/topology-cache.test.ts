@@ -116,8 +116,8 @@ describe('TopologyStore snapshot cache', () => {
       if (++calls === 1) {
         // (the embedded txn runs synchronously: it is committed before mine's txn)
         void other.txn([], [
-          {type: 'put', key: mine.key('slots', 10), value: JSON.stringify({id: 10, state: 'offline', group: 0})},
-          {type: 'put', key: mine.key('epoch'), value: JSON.stringify(topo.epoch + 1)},
+          {type: 'put', key: mine.keys.slot(10), value: JSON.stringify({id: 10, state: 'offline', group: 0})},
+          {type: 'put', key: mine.keys.epoch, value: JSON.stringify(topo.epoch + 1)},
         ])
       } else assert.deepEqual(topo.slots[10], {id: 10, state: 'offline', group: 0})
       return {slots: [{id: 11, state: 'online', group: 2}]}
@@ -155,10 +155,10 @@ describe('TopologyStore snapshot cache', () => {
     const mine = new TopologyStore(coord, product)
     await setUp(mine)
     await mine.load()
-    const ek = mine.key('epoch')
+    const ek = mine.keys.epoch
     const cur = (await other.get(ek))!
     await other.txn([], [
-      {type: 'put', key: mine.key('slots', 5), value: '{"state":"flying","group":1}'},
+      {type: 'put', key: mine.keys.slot(5), value: '{"state":"flying","group":1}'},
       {type: 'put', key: ek, value: String(Number(cur.value) + 1)},
     ])
     await assert.rejects(mine.load(), (err: Error) => err instanceof CorruptError && /slots\/5 is not a slot record/.test(err.message))
@@ -300,7 +300,7 @@ describe('Proxy: no list() per epoch', () => {
     const ctx = (p as unknown as {ctx: DispatchContext}).ctx
     const r = new Redis({port: p.port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false})
     try {
-      await store.coord.txn([], [{type: 'put', key: store.key('proxyctl', 'p1'), value: JSON.stringify({state: 'online'})}])
+      await store.coord.txn([], [{type: 'put', key: store.keys.proxyControl('p1'), value: JSON.stringify({state: 'online'})}])
       await waitFor('proxy online', async () => p.status().state === 'online', 5000)
       await r.connect()
 
@@ -338,11 +338,11 @@ describe('Proxy: no list() per epoch', () => {
       assert.equal(ctx.rules.router.epoch, e1)
 
       // An invalid config (written around the validation) is refused; the last good one is served.
-      const ek = store.key('epoch')
+      const ek = store.keys.epoch
       const cur = (await coord.get(ek))!
       const bad = Number(cur.value) + 1
       await coord.txn([{key: ek, modRevision: cur.modRevision}], [
-        {type: 'put', key: store.key('rules', 'r2'), value: JSON.stringify({name: 'r2', order: 2, regexp: 'b:.*', hashSlot: 0, shardName: 'nope', example: 'b:1'})},
+        {type: 'put', key: store.keys.config('rule', 'r2'), value: JSON.stringify({name: 'r2', order: 2, regexp: 'b:.*', hashSlot: 0, shardName: 'nope', example: 'b:1'})},
         {type: 'put', key: ek, value: JSON.stringify(bad)},
       ])
       await waitFor('refused', async () => /rules config at epoch/.test(p.topologyError), 5000)

@@ -26,7 +26,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const c = await startCluster({groups: 2, proxies: 1})
 try {
   const store = await c.openStore()
-  const proxyKey = store.key('proxies', c.proxies[0]!.id)
+  const proxyKey = store.keys.proxy(c.proxies[0]!.id)
   const proxyRecord = async () => JSON.parse((await store.coord.get(proxyKey))!.value) as ProxyInfo
   const pid = (await proxyRecord()).pid
   const applied = async (epoch: number) => {

@@ -91,11 +91,6 @@ export class TopologyStore {
     return key === this.epochKey || key.startsWith(this.slotsPrefix) || key.startsWith(this.groupsPrefix)
   }
 
-  /** `/rstore/<product>/` + parts joined by `/`: for tests; the code builds keys with `keys`. */
-  key(...parts: (string | number)[]): string {
-    return this.prefix + parts.join('/')
-  }
-
   /**
    * The topology as one consistent snapshot. When the epoch key has not been written since this store
    * last read or wrote the topology, that snapshot is returned after one get() of the epoch key;

@@ -1,13 +1,13 @@
 /**
  * Cross-process wake-ups for the embedded coordinator: a directory watch (inotify on Linux) that calls
  * back when one of a few files in it is written, created or removed (e.g. `meta.db-wake`, which a
- * process writes after each commit).
+ * process writes after each commit with a WakeSignal).
  *
  * It only makes a poller react sooner: callers keep a timer poll, so correctness never depends on it
  * (events can be dropped, coalesced or arrive before the commit is visible to readers). The watch is
  * unref()'d: it never keeps a process alive.
  */
-import {watch, type FSWatcher} from 'node:fs'
+import {closeSync, constants as fsc, openSync, watch, writeSync, type FSWatcher} from 'node:fs'
 
 export interface FileWakeup {
   close(): void
@@ -47,4 +47,35 @@ export function watchFiles(dir: string, fileNames: string[], onChange: () => voi
   })
   w.unref()
   return {close}
+}
+
+const WAKE_BYTE = Buffer.from([0x2a])
+
+/** Writes 1 byte (at offset 0) to a file to wake the processes watching it; best effort. */
+export class WakeSignal {
+  /** The file's descriptor (-1 until opened; null when it cannot be opened: no signal). */
+  private fd: number | null = -1
+
+  constructor(private readonly file: string) {}
+
+  signal(): void {
+    if (this.fd === -1) {
+      try {
+        this.fd = openSync(this.file, fsc.O_WRONLY | fsc.O_CREAT, 0o666)
+      } catch {
+        this.fd = null // e.g. no permission: other processes see this one's commits on their timer poll
+      }
+    }
+    if (this.fd === null) return
+    try {
+      writeSync(this.fd, WAKE_BYTE, 0, 1, 0)
+    } catch {
+      // a full disk, say: the timer polls remain
+    }
+  }
+
+  close(): void {
+    if (typeof this.fd === 'number' && this.fd >= 0) closeSync(this.fd)
+    this.fd = null
+  }
 }
