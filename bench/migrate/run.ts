@@ -10,7 +10,7 @@
  */
 import {cpus} from 'node:os'
 import {Redis} from 'ioredis'
-import type {JobSummary} from '../../src/migrate/mover.js'
+import type {JobSummary} from '../../src/migrate/job-result.js'
 import {startCluster, type Cluster} from '../../test/harness/cluster.js'
 
 const keys = Number(process.argv[2] ?? 1_000_000)

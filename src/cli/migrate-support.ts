@@ -15,7 +15,9 @@ import {getJob, listJobs, openCheckpoints, openExistingCheckpoints as openCheckp
 import {unfinishedError, type BackfillCheckpoint} from '../migrate/backfill.js'
 import {MigrationLock} from '../migrate/lock.js'
 import {MIGRATION_KINDS, MigrationStore, type MigrationProgress} from '../migrate/migration-store.js'
-import {DEFAULT_MOVE_OPTIONS, runMigrationJob, type JobRequest, type JobSummary, type MoveOptions} from '../migrate/mover.js'
+import {runMigrationJob, type JobRequest} from '../migrate/job.js'
+import type {JobSummary} from '../migrate/job-result.js'
+import {DEFAULT_MOVE_OPTIONS, type MoveOptions} from '../migrate/move-options.js'
 import {formatDuration} from '../migrate/progress.js'
 import type {RebalancePlan} from '../migrate/rebalance-plan.js'
 

@@ -2,7 +2,7 @@ import {Args, Flags} from '@oclif/core'
 import {RstoreCommand} from '../cli/base-command.js'
 import {ValidationError} from '../errors.js'
 import {moveFlags, moveOptions, runJobCommand, summaryText} from '../cli/migrate-support.js'
-import type {JobRequest} from '../migrate/mover.js'
+import type {JobRequest} from '../migrate/job.js'
 
 export default class Migrate extends RstoreCommand<typeof Migrate> {
   static override description = `Move slots FROM..TO, with their keys, to GROUP while proxies keep serving.
