@@ -34,7 +34,6 @@ Works Redis to SQL (after a backfill) and Redis to Redis (after a migration: --s
   }
 
   async run(): Promise<void> {
-    const f = this.flags
     const write = (line: string) => process.stderr.write(line + '\n')
     await withStopSignal(write, 'verify: stopping after the batch in flight (the counts so far are printed)', (signal) => this.verify(signal))
   }
