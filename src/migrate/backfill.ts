@@ -16,6 +16,7 @@ import {ConflictError, NotFoundError, RstoreError, ValidationError} from '../err
 import {masterOf} from '../topology/model.js'
 import {showKey} from '../topology/key-text.js'
 import {createJob, findJobs, findUnfinishedJob, jobControl, type JobControl, openCheckpoints, openExistingCheckpoints, processAlive, setJobControl, UNFINISHED, updateJob, type CheckpointDb, type Job} from './checkpoints.js'
+import {ControlPoll} from './control-poll.js'
 import {RateLimiter} from './rate-limit.js'
 
 export interface BackfillOptions {
@@ -258,21 +259,12 @@ async function run(o: BackfillOptions, args: Record<string, string>, attempts: n
   let cancelled = false
   const stopped = () => o.signal?.aborted === true
 
-  let controlReadAt = 0
-  let control: JobControl = 'run'
-  /** The `rstore jobs` request, read from the checkpoint file at most every 100 ms. */
-  const currentControl = (): JobControl => {
-    if (Date.now() - controlReadAt >= 100) {
-      control = jobControl(db, jobId)
-      controlReadAt = Date.now()
-    }
-    return control
-  }
+  const control = new ControlPoll<JobControl>(() => jobControl(db, jobId), 'run')
   /** Checked before each batch: waits in place while paused; false means stop (signal or cancel). */
   const mayContinue = async (): Promise<boolean> => {
     for (;;) {
       if (stopped() || cancelled) return false
-      const c = currentControl()
+      const c = control.latest()
       if (c === 'cancel') {
         cancelled = true
         return false

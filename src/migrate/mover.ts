@@ -29,11 +29,12 @@ import {showKey} from '../topology/key-text.js'
 import {slotIdsText} from '../topology/slots.js'
 import {ProxyAcks} from './barrier.js'
 import type {Job} from './checkpoints.js'
+import {ControlPoll} from './control-poll.js'
 import {failpoint} from './failpoints.js'
 import {JobCounters} from './job-counters.js'
 import {StoppedError, type JobSummary} from './job-result.js'
 import {LockLostError, type MigrationLock} from './lock.js'
-import type {MigrationKind, MigrationProgress, MigrationStore, SlotRow} from './migration-store.js'
+import type {Control, MigrationKind, MigrationProgress, MigrationStore, SlotRow} from './migration-store.js'
 import type {MoveContext} from './move-context.js'
 import {batchSize, type MoveOptions} from './move-options.js'
 import {dropTargetPendingSets, markSetsIntact} from './pending-sets.js'
@@ -56,7 +57,7 @@ export class Mover {
   private cancel = false
   private stopAsked = false
   private moveStartedAt = 0
-  private lastControlCheck = 0
+  private readonly control = new ControlPoll<Control>(() => this.ms.control(this.job.id), 'run')
   private readonly counters = new JobCounters()
   private readonly limiter: RateLimiter
   /** What the key movers and the scan take (move-context.ts). */
@@ -153,17 +154,14 @@ export class Mover {
   private async checkControl(force = false): Promise<void> {
     this.lock.check()
     if (this.stopAsked) throw new StoppedError(`stopped on request; job ${this.job.id} is left paused: resume it with 'rstore migrate --resume'`)
-    const now = Date.now()
-    if (!force && now - this.lastControlCheck < 100) return
-    this.lastControlCheck = now
-    let control = this.ms.control(this.job.id)
+    let control = this.control.latest(force)
     if (control === 'pause') {
       await this.releasePreHold()
       const phase = this.progress.state.phase
       this.ms.progress(this.job, {}, 'paused')
       this.progress.set({phase: 'paused'})
       this.log(`job ${this.job.id} paused ('rstore jobs resume ${this.job.id}' continues it)`)
-      while ((control = this.ms.control(this.job.id)) === 'pause') {
+      while ((control = this.control.latest(true)) === 'pause') {
         this.lock.check()
         if (this.stopAsked) throw new StoppedError(`stopped on request while paused; job ${this.job.id} is left paused`)
         await sleep(200)
@@ -195,7 +193,7 @@ export class Mover {
         this.ms.recordMigrating(job, rec.inflight.slot, this.topo.epoch)
         rec.inflight.state = 'migrating'
       }
-      if (this.ms.control(job.id) === 'cancel') this.cancel = true
+      if (this.control.latest(true) === 'cancel') this.cancel = true
 
       // 1. pending marks
       let phase = this.ms.phase(job.id)
@@ -412,14 +410,9 @@ export class Mover {
     return this.opts.holdMs > 0 && this.opts.delayMs <= 0 && !(this.opts.rate > 0) && t.state === 'migrating' && t.pending === true
   }
 
-  private lastPauseCheck = 0
-
-  /** `rstore jobs pause` (read at most every 100 ms): a held slot is released before pausing. */
+  /** `rstore jobs pause` during a hold: the held slot is released before pausing. */
   private pauseAsked(): boolean {
-    const now = Date.now()
-    if (now - this.lastPauseCheck < 100) return false
-    this.lastPauseCheck = now
-    return this.ms.control(this.job.id) === 'pause'
+    return this.control.latest() === 'pause'
   }
 
   /** Online at the target and acknowledged: drop the pending set, record done. */
