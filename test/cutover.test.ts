@@ -10,6 +10,8 @@ import type {RstoreConfig} from '../src/config.js'
 import {EmbeddedCoordinator} from '../src/coord/embedded.js'
 import {TopologyStore} from '../src/coord/topology-store.js'
 import {ConflictError, RstoreError} from '../src/errors.js'
+import {findJobs, openCheckpoints} from '../src/migrate/checkpoints.js'
+import type {Cutover} from '../src/topology/cutover.js'
 import {openStore} from '../src/backends/index.js'
 import {unitStoreUrl, type DbUnit} from '../src/topology/rules.js'
 import {lookupCommand} from '../src/resp/commands.js'
@@ -211,5 +213,29 @@ describe('cutover', () => {
     assert.equal((await cutoverStatus(store, cfg, 'w')).cutover.step, 'double-write')
     const ab = await abortCutover(store, cfg, 'w')
     assert.equal(ab.cutover.step, 'aborted')
+  })
+
+  test('a step whose proxies barrier times out is written and recorded in the checkpoint file', async () => {
+    await addConfig(store, 'rule', {name: 'd', regexp: 'd:.*', shardName: 's', example: 'd:1'})
+    // What a proxy stopped with SIGSTOP leaves: an online record at an old epoch that never moves.
+    const stuck = store.keys.proxy('stuck')
+    await coord.txn([], [{type: 'put', key: stuck, value: JSON.stringify({id: 'stuck', addr: '127.0.0.1:1', state: 'online', appliedEpoch: 0, pid: process.pid, startedAt: Date.now()})}])
+    try {
+      await assert.rejects(startCutover(store, cfg, 't', 'd', 'gnew', {barrierTimeoutMs: 300}), (e: Error) => /stuck/.test(e.message) && /the step is recorded/.test(e.message))
+      const st = await cutoverStatus(store, cfg, 't')
+      assert.equal(st.cutover.step, 'double-write', 'the step stays written in the coordinator')
+      const db = openCheckpoints(cfg.checkpointDir, cfg.product)
+      try {
+        const jobs = findJobs<Cutover>(db, 'cutover', {args: {name: 't'}})
+        assert.equal(jobs.length, 1)
+        assert.equal(jobs[0]!.progress.step, 'double-write', 'and recorded in the checkpoint file')
+        assert.equal(jobs[0]!.state, 'running')
+      } finally {
+        db.close()
+      }
+    } finally {
+      await coord.txn([], [{type: 'delete', key: stuck}])
+    }
+    assert.equal((await abortCutover(store, cfg, 't')).cutover.step, 'aborted')
   })
 })
