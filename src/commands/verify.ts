@@ -9,7 +9,7 @@ import {parseSlots, verify} from '../migrate/verify.js'
 export default class Verify extends RstoreCommand<typeof Verify> {
   static override description = `Compare every selected key of a source with a target: type, value, TTL within a tolerance.
 
-Works Redis to SQL (after a backfill) and Redis to Redis (after a migration: --slots selects keys by slot). Runs in rounds: each round after the first re-checks only the previous round's differences, so keys in flight converge away; a key missing on the target whose source copy has expired is not a difference. Exit 0 when equal, 1 when there are differences, 2 on error.`
+Works Redis to SQL (after a backfill) and Redis to Redis (two copies of the same keys, such as a master and a copy of it; --slots selects keys by slot). It compares the keys the source has: after a migration the moved keys are gone from the source, so it does not check a finished migration. Runs in rounds: each round after the first re-checks only the previous round's differences, so keys in flight converge away; a key missing on the target whose source copy has expired is not a difference. Exit 0 when equal, 1 when there are differences, 2 on error.`
 
   static override examples = [
     '<%= config.bin %> verify --from redis --to mysql --source 127.0.0.1:6379 --target mysql://rstore:secret@127.0.0.1:3306/rstore --match "user:*"',
