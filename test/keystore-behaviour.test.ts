@@ -98,6 +98,16 @@ family('hashes', (p) => [
   ['HINCRBY', `${p}h`, 'cnt', '5'], ['HINCRBY', `${p}h`, 'cnt', '-12'], ['HINCRBY', `${p}h`, 'f2', '1'], ['HINCRBY', `${p}h`, 'cnt', 'x'],
   ['HINCRBY', `${p}h2`, 'c', '1'], ['HDEL', `${p}h`, 'f2', 'f3', 'cnt', 'f4'], ['EXISTS', `${p}h`], ['HLEN', `${p}h`], ['HDEL', `${p}h`, 'x'],
   ['HSET', `${p}h`, 'a'], ['HSET', `${p}h`, 'a', 'b', 'c'], ['HGETALL', `${p}none`], ['HLEN', `${p}none`],
+  ['HMSET', `${p}m`, 'a', '1', 'b', '2', 'a', '3'], ['HMGET', `${p}m`, 'a', 'nof', 'b', 'a'], ['HMGET', `${p}none`, 'a', 'b'],
+  ['HMSET', `${p}m`, 'a'], ['HMGET', `${p}m`], ['HEXISTS', `${p}m`, 'a'], ['HEXISTS', `${p}m`, 'z'], ['HEXISTS', `${p}none`, 'a'],
+  {cmd: ['HKEYS', `${p}m`], norm: 'set'}, {cmd: ['HVALS', `${p}m`], norm: 'set'}, ['HKEYS', `${p}none`], ['HVALS', `${p}none`],
+  ['HSETNX', `${p}m`, 'a', 'x'], ['HSETNX', `${p}m`, 'c', 'new'], ['HGET', `${p}m`, 'c'], ['HSETNX', `${p}n2`, 'f', 'v'], ['HLEN', `${p}n2`],
+  ['HSTRLEN', `${p}m`, 'c'], ['HSTRLEN', `${p}m`, 'nof'], ['HSTRLEN', `${p}none`, 'f'],
+  ['HINCRBYFLOAT', `${p}m`, 'fl', '10.5'], ['HINCRBYFLOAT', `${p}m`, 'fl', '0.1'], ['HINCRBYFLOAT', `${p}m`, 'fl', '-5.0e3'],
+  ['HINCRBYFLOAT', `${p}m`, 'c', '1'], ['HINCRBYFLOAT', `${p}m`, 'a', 'abc'], ['HINCRBYFLOAT', `${p}m`, 'a', '1.5'], ['HGET', `${p}m`, 'a'],
+  ['HINCRBYFLOAT', `${p}nf`, 'f', 'abc'], ['EXISTS', `${p}nf`], ['HINCRBYFLOAT', `${p}m`, 'fl', 'inf'],
+  ['SET', `${p}str`, 'x'], ['HMGET', `${p}str`, 'a'], ['HEXISTS', `${p}str`, 'a'], ['HKEYS', `${p}str`], ['HVALS', `${p}str`],
+  ['HSETNX', `${p}str`, 'a', 'b'], ['HSTRLEN', `${p}str`, 'a'], ['HINCRBYFLOAT', `${p}str`, 'a', '1'], ['HMSET', `${p}str`, 'a', 'b'],
 ])
 
 family('sets', (p) => [
