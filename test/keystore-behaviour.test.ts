@@ -89,6 +89,18 @@ family('strings', (p) => [
   ['INCRBYFLOAT', `${p}f5`, '-0.0'], ['INCRBYFLOAT', `${p}f5`, '3.3333333333333333333'], ['INCRBYFLOAT', `${p}f5`, '.5'],
   ['APPEND', `${p}a1`, 'hello'], ['APPEND', `${p}a1`, ' world'], ['GET', `${p}a1`], ['STRLEN', `${p}a1`], ['STRLEN', `${p}none`],
   ['GET', `${p}none`], ['GET'], ['SET', `${p}s1`], ['INCR', `${p}a`, 'b'],
+  ['SETEX', `${p}e1`, '100', 'v'], {cmd: ['TTL', `${p}e1`], norm: 'ttl'}, ['GET', `${p}e1`], ['SETEX', `${p}e1`, '0', 'v'], ['SETEX', `${p}e1`, 'x', 'v'],
+  ['PSETEX', `${p}e2`, '100000', 'w'], {cmd: ['PTTL', `${p}e2`], norm: 'pttl'}, ['PSETEX', `${p}e2`, '-1', 'w'], ['SETEX', `${p}e1`, '10'],
+  ['GETSET', `${p}e1`, 'nv'], ['TTL', `${p}e1`], ['GETSET', `${p}gs`, 'first'], ['GET', `${p}gs`],
+  ['GETDEL', `${p}gs`], ['GETDEL', `${p}gs`], ['EXISTS', `${p}gs`],
+  ['MSET', `${p}m1`, 'a', `${p}m2`, 'b', `${p}m1`, 'c'], ['MGET', `${p}m1`, `${p}m2`, `${p}none`, `${p}m1`], ['MSET', `${p}m1`], ['MGET'],
+  ['SET', `${p}r`, 'Hello World'], ['GETRANGE', `${p}r`, '0', '4'], ['GETRANGE', `${p}r`, '-5', '-1'], ['GETRANGE', `${p}r`, '-1', '-5'],
+  ['GETRANGE', `${p}r`, '5', '1'], ['GETRANGE', `${p}r`, '0', '100'], ['GETRANGE', `${p}r`, '-100', '2'], ['GETRANGE', `${p}none`, '0', '1'],
+  ['GETRANGE', `${p}r`, 'a', '1'], ['SETRANGE', `${p}r`, '6', 'Redis'], ['GET', `${p}r`], ['SETRANGE', `${p}r`, '15', '!'], ['GET', `${p}r`],
+  ['SETRANGE', `${p}nr`, '2', 'x'], ['GET', `${p}nr`], ['SETRANGE', `${p}nr2`, '3', ''], ['EXISTS', `${p}nr2`], ['SETRANGE', `${p}r`, '-1', 'x'],
+  ['SETRANGE', `${p}r`, '0', ''], ['SETRANGE', `${p}r`, '536870912', 'x'],
+  ['HSET', `${p}hh`, 'f', 'v'], ['MGET', `${p}hh`, `${p}r`], ['GETDEL', `${p}hh`], ['GETSET', `${p}hh`, 'x'], ['GETRANGE', `${p}hh`, '0', '1'],
+  ['SETRANGE', `${p}hh`, '0', 'x'], ['MSET', `${p}hh`, 'now-a-string'], ['GET', `${p}hh`],
 ])
 
 family('hashes', (p) => [
