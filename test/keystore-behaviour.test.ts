@@ -71,6 +71,16 @@ function family(name: string, steps: (p: string) => Step[]): void {
   })
 }
 
+family('expiry', (p) => [
+  ['SET', `${p}a`, 'v'], ['EXPIREAT', `${p}a`, String(Math.floor(Date.now() / 1000) + 1000)], {cmd: ['TTL', `${p}a`], norm: 'ttl'},
+  ['EXPIRETIME', `${p}none`], ['SET', `${p}b`, 'v'], ['EXPIRETIME', `${p}b`], ['PEXPIRETIME', `${p}b`],
+  ['PEXPIREAT', `${p}b`, String(Date.now() + 1_000_000)], {cmd: ['PTTL', `${p}b`], norm: 'pttl'}, ['EXPIREAT', `${p}b`, '1', 'GT'],
+  ['PEXPIREAT', `${p}b`, '100', 'NX'], ['EXPIREAT', `${p}b`, 'x'], ['EXPIREAT', `${p}none`, '100'], ['EXPIREAT', `${p}b`, '100', 'BOGUS'],
+  ['EXPIREAT', `${p}b`, '1'], ['EXISTS', `${p}b`], ['PEXPIREAT', `${p}a`, '9223372036854775807'],
+  ['SET', `${p}c`, 'v'], ['PEXPIREAT', `${p}c`, '4102444800000'], ['PEXPIRETIME', `${p}c`], ['EXPIRETIME', `${p}c`],
+  ['TOUCH', `${p}c`, `${p}none`, `${p}c`], ['TOUCH', `${p}none`], ['TOUCH'],
+])
+
 family('strings', (p) => [
   ['SET', `${p}s1`, 'hello'], ['GET', `${p}s1`], ['SET', `${p}s1`, 'world', 'XX'], ['SET', `${p}s1`, 'x', 'NX'], ['GET', `${p}s1`],
   ['SET', `${p}s2`, 'v', 'NX'], ['SET', `${p}s3`, 'v', 'XX'], ['GET', `${p}s3`], ['SET', `${p}s1`, 'new', 'GET'], ['GET', `${p}s1`],

@@ -13,8 +13,19 @@ export function keyCommands(s: SqlStore): CommandTable {
       const st = await s.peek(a[0], now)
       return simple(st ? TYPE_NAMES[st.type] : 'none')
     }],
-    expire: [-3, (a, now) => expire(s, a, 1000, 'expire', now)],
-    pexpire: [-3, (a, now) => expire(s, a, 1, 'pexpire', now)],
+    touch: [-2, async (a, now) => integer((await s.existing(a, now)).filter(Boolean).length)],
+    expire: [-3, (a, now) => expire(s, a, 1000, 'expire', now, false)],
+    pexpire: [-3, (a, now) => expire(s, a, 1, 'pexpire', now, false)],
+    expireat: [-3, (a, now) => expire(s, a, 1000, 'expireat', now, true)],
+    pexpireat: [-3, (a, now) => expire(s, a, 1, 'pexpireat', now, true)],
+    expiretime: [2, async (a, now) => {
+      const st = await s.peek(a[0], now)
+      return integer(!st ? -2 : st.expireAt === null ? -1 : Math.floor(st.expireAt / 1000))
+    }],
+    pexpiretime: [2, async (a, now) => {
+      const st = await s.peek(a[0], now)
+      return integer(!st ? -2 : st.expireAt === null ? -1 : st.expireAt)
+    }],
     ttl: [2, async (a, now) => {
       const st = await s.peek(a[0], now)
       if (!st) return integer(-2)
@@ -52,8 +63,8 @@ function del(s: SqlStore, keys: Buffer[], now: number): Promise<Reply> {
   })
 }
 
-/** EXPIRE / PEXPIRE (`unit` ms per argument unit) with NX / XX / GT / LT. */
-function expire(s: SqlStore, a: Buffer[], unit: number, name: string, now: number): Promise<Reply> {
+/** EXPIRE / PEXPIRE, or EXPIREAT / PEXPIREAT when `absolute` (`unit` ms per argument unit), with NX / XX / GT / LT. */
+function expire(s: SqlStore, a: Buffer[], unit: number, name: string, now: number, absolute: boolean): Promise<Reply> {
   const [key, when] = a
   const n = int64Arg(when)
   const f = {nx: false, xx: false, gt: false, lt: false}
@@ -67,11 +78,12 @@ function expire(s: SqlStore, a: Buffer[], unit: number, name: string, now: numbe
   }
   if (f.nx && (f.xx || f.gt || f.lt)) return Promise.resolve(error('ERR NX and XX, GT or LT options at the same time are not compatible'))
   if (f.gt && f.lt) return Promise.resolve(error('ERR GT and LT options at the same time are not compatible'))
-  const at = n * BigInt(unit) + BigInt(now)
+  const at = n * BigInt(unit) + (absolute ? 0n : BigInt(now))
   if (n > INT64_MAX / BigInt(unit) || n < INT64_MIN / BigInt(unit) || at > INT64_MAX || at < INT64_MIN) {
     return Promise.resolve(error(`ERR invalid expire time in '${name}' command`))
   }
-  const expireAt = Number(at)
+  // Past 2^53 ms (year 287396) a time is forever for any purpose; clamped so a JS number holds it exactly.
+  const expireAt = Number(at > BigInt(Number.MAX_SAFE_INTEGER) ? BigInt(Number.MAX_SAFE_INTEGER) : at)
   return s.tx(async (c) => {
     const st = await s.lockKey(c, key, now)
     if (!st) return integer(0)
