@@ -10,6 +10,7 @@ import {RstoreError, UnreachableError, ValidationError} from '../errors.js'
 import {loadTokens} from './auth.js'
 import {acquireDashboardLock, DASHBOARD_LOCK_TTL_SEC} from './lock.js'
 import {buildServer} from './server.js'
+import {JobRunner} from './job-runner.js'
 
 export interface DashboardOptions {
   addr: string
@@ -39,7 +40,8 @@ export async function runDashboard(cfg: RstoreConfig, opts: DashboardOptions): P
   const store = new TopologyStore(coord, cfg.product)
   try {
     const lease = await acquireDashboardLock(store, opts.addr, {ttlSec: opts.lockTtlSec ?? DASHBOARD_LOCK_TTL_SEC, log: opts.log})
-    const app = await buildServer({cfg, store, tokens, openReads: cfg.dashboardOpenReads === true})
+    const runner = new JobRunner(cfg, store)
+    const app = await buildServer({cfg, store, tokens, openReads: cfg.dashboardOpenReads === true, runner})
     await app.listen({host, port}).catch(async (err: Error) => {
       await lease.revoke().catch(() => {})
       throw new UnreachableError(`the dashboard cannot listen on ${opts.addr}: ${err.message}`)
@@ -52,6 +54,7 @@ export async function runDashboard(cfg: RstoreConfig, opts: DashboardOptions): P
       lease.onLost(() => reject(new RstoreError('ELOCKLOST', "the dashboard lost its coordinator lock (lease expired): stopped so another dashboard can take over")))
     }).finally(async () => {
       await app.close().catch(() => {})
+      await runner.stopAll()
       await lease.revoke().catch(() => {})
     })
   } finally {

@@ -10,6 +10,7 @@ import {routeKey} from '../service/route.js'
 import {listConfig, showConfig} from '../service/rules-config.js'
 import {listServers} from '../service/servers.js'
 import {listSlots, migrationLock} from '../service/slots.js'
+import {DEFAULT_MOVE_OPTIONS} from '../migrate/move-options.js'
 import {AUDIT_KEEP, readAudit} from './audit.js'
 import type {DashboardContext} from './server.js'
 
@@ -43,7 +44,43 @@ export function registerOpsRoutes(app: FastifyInstance, ctx: DashboardContext): 
     (req) => setProxyState(store, req.params.id, req.params.state),
   )
 
-  app.get('/api/jobs', {schema: {summary: 'jobs of the checkpoint file with their progress (rstore jobs)', tags: ['jobs']}}, () => jobViews(cfg))
+  app.get('/api/jobs', {schema: {summary: 'jobs of the checkpoint file with their progress (rstore jobs)', tags: ['jobs']}}, () =>
+    jobViews(cfg).map((j) => {
+      const r = ctx.runner.reports.get(j.id)
+      return r && j.running ? {...j, keysPerSecond: r.keysPerSecond, etaSeconds: Number.isFinite(r.etaSeconds) ? r.etaSeconds : null} : j
+    }),
+  )
+
+  app.post<{Body: {from: number; to: number; group: number; delayMs?: number; rate?: number; batch?: number}}>(
+    '/api/jobs/migrate',
+    {
+      schema: {
+        summary: 'start a migration of slots from..to to a group in the dashboard process (rstore migrate)',
+        tags: ['jobs'],
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['from', 'to', 'group'],
+          properties: {
+            from: {type: 'integer', minimum: 0, maximum: 1023},
+            to: {type: 'integer', minimum: 0, maximum: 1023},
+            group: {type: 'integer', minimum: 1, maximum: 9999},
+            delayMs: {type: 'integer', minimum: 0, maximum: 60_000},
+            rate: {type: 'integer', minimum: 0, maximum: 10_000_000},
+            batch: {type: 'integer', minimum: 1, maximum: 100_000},
+          },
+        },
+      },
+    },
+    async (req, reply) => {
+      const b = req.body
+      const delayMs = b.delayMs ?? 0
+      // The same defaults as the CLI's flags: --delay moves one key per MIGRATE (Reborn).
+      const opts = {...DEFAULT_MOVE_OPTIONS, delayMs, rate: b.rate ?? 0, batch: b.batch ?? (delayMs > 0 ? 1 : DEFAULT_MOVE_OPTIONS.batch)}
+      const res = await ctx.runner.start({kind: 'migrate', from: b.from, to: b.to, group: b.group}, opts)
+      return res.started ? reply.status(202).send({job: res.job, state: 'running'}) : reply.status(200).send(res.summary)
+    },
+  )
   app.post<{Params: {id: string; action: JobRequestKind}}>(
     '/api/jobs/:id/:action',
     {

@@ -12,12 +12,15 @@ import {authorize, identify, type Token} from './auth.js'
 import {HttpError, renderError} from './errors.js'
 import {registerTopologyRoutes} from './routes-topology.js'
 import {registerOpsRoutes} from './routes-ops.js'
+import type {JobRunner} from './job-runner.js'
 
 export interface DashboardContext {
   cfg: RstoreConfig
   store: TopologyStore
   tokens: Token[]
   openReads: boolean
+  /** The migrations this process runs (POST /api/jobs/migrate). */
+  runner: JobRunner
 }
 
 declare module 'fastify' {

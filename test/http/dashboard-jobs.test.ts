@@ -76,3 +76,33 @@ test('pause, resume and cancel a running migration; 409 on its slots and on a fi
   // Every key still reads back through the proxy.
   for (const i of [0, 777, 1999]) assert.equal(await r.get(`job:k${i}`), String(i))
 })
+
+test('POST /api/jobs/migrate runs a migration in the dashboard; a second one is a 409', {timeout: 120_000}, async () => {
+  const bad = await d.call('POST', '/api/jobs/migrate', {body: {from: 201, to: 5000, group: 2}})
+  assert.equal(bad.status, 400)
+  assert.equal((await d.call('POST', '/api/jobs/migrate', {token: 'read-secret-0123456789', body: {from: 201, to: 300, group: 2}})).status, 403)
+  const before = ((await d.call('GET', '/api/jobs')).body as JobRow[]).length
+
+  const start = await d.call('POST', '/api/jobs/migrate', {body: {from: 201, to: 300, group: 2, rate: 300}})
+  assert.equal(start.status, 202, JSON.stringify(start.body))
+  const id = start.body.job as string
+  const second = await d.call('POST', '/api/jobs/migrate', {body: {from: 400, to: 410, group: 2}})
+  assert.equal(second.status, 409, JSON.stringify(second.body))
+  assert.equal(second.body.error.code, 'ECONFLICT')
+  assert.match(second.body.error.message, new RegExp(`another migration job is unfinished: ${id}`))
+  assert.equal(((await d.call('GET', '/api/jobs')).body as JobRow[]).length, before + 1, 'the refused job was not created')
+
+  const live = (await job(id)) as JobRow & {keysPerSecond?: number}
+  assert.equal(live.running, true)
+  assert.equal(typeof live.keysPerSecond, 'number')
+  await until('the job to finish', async () => (await job(id))?.state === 'done', 60_000)
+  const slots = (await d.call('GET', '/api/slots')).body.ranges as {from: number; to: number; group: number; state: string}[]
+  assert.ok(slots.some((r) => r.from <= 201 && r.to >= 300 && r.group === 2 && r.state === 'online'), JSON.stringify(slots))
+  const r = c.proxies[0]!.client()
+  for (let i = 0; i < 2000; i += 37) assert.equal(await r.get(`job:k${i}`), String(i))
+
+  // Nothing to move: answered at once with the summary, no job.
+  const none = await d.call('POST', '/api/jobs/migrate', {body: {from: 250, to: 260, group: 2}})
+  assert.equal(none.status, 200)
+  assert.equal(none.body.state, 'nothing-to-do')
+})
