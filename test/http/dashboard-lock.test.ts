@@ -1,7 +1,7 @@
 /**
  * One active dashboard per product (`locks/dashboard`, docs/dashboard.md "Lock"): a second one is
  * refused with one line and a non-zero exit; after `kill -9` of the first, another takes over once the
- * first's lease (--lock-ttl 2) expires; a clean stop frees the lock at once.
+ * first's lease (--lock-ttl 2) expires; a clean stop frees the lock at once. On both coordinators.
  */
 import assert from 'node:assert/strict'
 import {after, before, test} from 'node:test'
@@ -20,7 +20,18 @@ after(async () => {
   await c?.stop()
 })
 
-test('a second dashboard is refused; kill -9 of the first lets another take over within the lease TTL', async () => {
+test('a second dashboard is refused; kill -9 of the first lets another take over within the lease TTL (embedded)', () => takeOver(c, cfg))
+
+test('the same on etcd', async () => {
+  const e = await startCluster({groups: 1, proxies: 0, slots: 'group1', coordinator: 'etcd'})
+  try {
+    await takeOver(e, writeDashboardConfig(e))
+  } finally {
+    await e.stop()
+  }
+})
+
+async function takeOver(c: Cluster, cfg: string): Promise<void> {
   const first = await spawnDashboard(c, cfg)
   try {
     assert.equal((await first.call('GET', '/api/overview')).status, 200)
@@ -63,7 +74,7 @@ test('a second dashboard is refused; kill -9 of the first lets another take over
   } finally {
     await first.proc.stop('SIGKILL')
   }
-})
+}
 
 test('a dashboard without any admin token refuses to start, naming where tokens come from', async () => {
   const bare = writeDashboardConfig(c).replace(/dash\.ini$/, 'bare.ini')
