@@ -7,7 +7,7 @@ import type {ConfigKind} from '../topology/rules.js'
 import {requestRunningJob, jobViews, type JobRequestKind} from '../service/jobs.js'
 import {listProxies, setProxyState} from '../service/proxies.js'
 import {routeKey} from '../service/route.js'
-import {listConfig, showConfig} from '../service/rules-config.js'
+import {addConfig, listConfig, removeConfig, showConfig, updateConfig} from '../service/rules-config.js'
 import {listServers} from '../service/servers.js'
 import {listSlots, migrationLock} from '../service/slots.js'
 import {DEFAULT_MOVE_OPTIONS} from '../migrate/move-options.js'
@@ -93,6 +93,7 @@ export function registerOpsRoutes(app: FastifyInstance, ctx: DashboardContext): 
     async (req, reply) => reply.status(202).send(await requestRunningJob(cfg, store, req.params.id, req.params.action)),
   )
 
+  const nameParams = {type: 'object', properties: {name: {type: 'string', minLength: 1, maxLength: 200}}, required: ['name']} as const
   // One literal route per kind (not /api/:kind), so that an unknown path stays a 404.
   for (const [path, kind] of Object.entries(CONFIG_PATHS)) {
     app.get(`/api/${path}`, {schema: {summary: `list the ${path} of the rules config (rstore ${kind} list)`, tags: ['rules']}}, () => listConfig(store, kind))
@@ -106,6 +107,22 @@ export function registerOpsRoutes(app: FastifyInstance, ctx: DashboardContext): 
         },
       },
       (req) => showConfig(store, kind, req.params.name),
+    )
+    // Writes take the object as `rstore ${kind} add/update` stores it; the service validates it whole.
+    app.post<{Body: Record<string, unknown>}>(
+      `/api/${path}`,
+      {schema: {summary: `add a ${kind} (rstore ${kind} add)`, tags: ['rules'], body: {type: 'object'}}},
+      async (req, reply) => reply.status(201).send(await addConfig(store, kind, req.body)),
+    )
+    app.put<{Params: {name: string}; Body: Record<string, unknown>}>(
+      `/api/${path}/:name`,
+      {schema: {summary: `update fields of a ${kind} (rstore ${kind} update)`, tags: ['rules'], params: nameParams, body: {type: 'object'}}},
+      (req) => updateConfig(store, kind, req.params.name, req.body),
+    )
+    app.delete<{Params: {name: string}}>(
+      `/api/${path}/:name`,
+      {schema: {summary: `remove a ${kind} nothing uses (rstore ${kind} remove)`, tags: ['rules'], params: nameParams}},
+      (req) => removeConfig(store, kind, req.params.name),
     )
   }
 

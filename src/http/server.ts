@@ -31,12 +31,13 @@ declare module 'fastify' {
 
 const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
 
+/** The call's arguments for the audit log, with the password of any URL (a db unit's) masked. */
 function auditArgs(req: FastifyRequest): unknown {
   const args: Record<string, unknown> = {}
   if (req.params && Object.keys(req.params as object).length) args.params = req.params
   if (req.query && Object.keys(req.query as object).length) args.query = req.query
   if (req.body !== undefined && req.body !== null) args.body = req.body
-  return args
+  return JSON.parse(JSON.stringify(args, (_k, v: unknown) => (typeof v === 'string' ? v.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@]*:)[^@]*@/i, '$1***@') : v)))
 }
 
 export async function buildServer(ctx: DashboardContext): Promise<FastifyInstance> {

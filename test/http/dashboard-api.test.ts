@@ -179,3 +179,28 @@ test('GET /api/openapi.json lists the API paths', async () => {
   }
   assert.ok(res.body.paths['/api/slots/{id}'].put.requestBody, 'the slot set documents its body')
 })
+
+test('rules config writes: add, update, refuse a duplicate or a bad object, remove; the audit masks URL passwords', async () => {
+  const unit = {name: 'm1', type: 'mysql', url: 'mysql://app:hunter2@127.0.0.1:3306/shop'}
+  const add = await d.call('POST', '/api/dbunits', {body: unit})
+  assert.equal(add.status, 201, JSON.stringify(add.body))
+  assert.equal(add.body.action, 'added')
+  const dup = await d.call('POST', '/api/dbunits', {body: unit})
+  assert.equal(dup.status, 409)
+  const badType = await d.call('POST', '/api/dbunits', {body: {name: 'm2', type: 'oracle', url: 'x'}})
+  assert.equal(badType.status, 400, JSON.stringify(badType.body))
+  assert.equal((await d.call('GET', '/api/dbunits/m2')).status, 404, 'the refused unit was not stored')
+  const upd = await d.call('PUT', '/api/dbunits/m1', {body: {mark: 'orders db'}})
+  assert.equal(upd.status, 200, JSON.stringify(upd.body))
+  const shown = await d.call('GET', '/api/dbunits/m1')
+  assert.equal(shown.body.item.mark, 'orders db')
+  // The CLI sees the same object.
+  assert.match(await c.cliOk(['dbunit', 'show', 'm1']), /orders db/)
+  assert.equal((await d.call('PUT', '/api/dbunits/nope', {body: {mark: 'x'}})).status, 404)
+  assert.equal((await d.call('DELETE', '/api/dbunits/m1')).status, 200)
+  assert.deepEqual((await d.call('GET', '/api/dbunits')).body.items, [])
+
+  const audit = JSON.stringify((await d.call('GET', '/api/audit')).body)
+  assert.ok(!audit.includes('hunter2'), 'no password in the audit log')
+  assert.match(audit, /mysql:\/\/app:\*\*\*@127\.0\.0\.1:3306\/shop/)
+})
