@@ -6,6 +6,8 @@ import assert from 'node:assert/strict'
 import {after, before, test} from 'node:test'
 import {startCluster, type Cluster} from '../harness/cluster.js'
 import {slotOf} from '../../src/topology/slots.js'
+import {startRedis} from '../harness/redis.js'
+import {until} from '../migrate/helpers.js'
 import {READ, spawnDashboard, writeDashboardConfig, type Dashboard} from './dashboard-helpers.js'
 
 let c: Cluster
@@ -116,6 +118,8 @@ test('a refusal because of state is a 409 and changes nothing', async () => {
   assert.match(r.body.error.message, /strand/)
   const g = await d.call('DELETE', '/api/groups/1')
   assert.equal(g.status, 409)
+  const init = await d.call('POST', '/api/slots/init', {body: {}})
+  assert.equal(init.status, 409, JSON.stringify(init.body))
   const job = await d.call('POST', '/api/jobs/nope/pause')
   assert.equal(job.status, 404)
   assert.equal(await epoch(), at)
@@ -203,4 +207,34 @@ test('rules config writes: add, update, refuse a duplicate or a bad object, remo
   const audit = JSON.stringify((await d.call('GET', '/api/audit')).body)
   assert.ok(!audit.includes('hunter2'), 'no password in the audit log')
   assert.match(audit, /mysql:\/\/app:\*\*\*@127\.0\.0\.1:3306\/shop/)
+})
+
+test('servers: add a slave, promote it, remove the old master, all through the API', {timeout: 60_000}, async () => {
+  const extra = await startRedis()
+  try {
+    const r = c.proxies[0]!.client()
+    const key = 'dash:{srv}'
+    await r.set(key, 'before')
+    const g = c.groupOf(key)
+    const old = c.groups[g - 1]!.addr
+    const add = await d.call('POST', `/api/groups/${g}/servers`, {body: {addr: extra.addr, role: 'slave'}})
+    assert.equal(add.status, 201, JSON.stringify(add.body))
+    assert.equal(add.body.replicaOf, old)
+    const twice = await d.call('POST', `/api/groups/${g}/servers`, {body: {addr: extra.addr, role: 'slave'}})
+    assert.equal(twice.status, 409)
+    const promote = await d.call('POST', `/api/groups/${g}/servers/${encodeURIComponent(extra.addr)}/promote`, {body: {catchUpTimeoutMs: 10_000}})
+    assert.equal(promote.status, 200, JSON.stringify(promote.body))
+    assert.equal(promote.body.master, extra.addr)
+    const del = await d.call('DELETE', `/api/groups/${g}/servers/${encodeURIComponent(old)}`)
+    assert.equal(del.status, 200, JSON.stringify(del.body))
+    const group = ((await d.call('GET', '/api/groups')).body.groups as {id: number; servers: {addr: string; role: string}[]}[]).find((x) => x.id === g)!
+    assert.deepEqual(group.servers, [{addr: extra.addr, role: 'master'}])
+    // The proxy follows: the key written before reads back from the new master, and writes work.
+    assert.equal(await extra.client().get(key), 'before', 'the new master has the key it replicated')
+    await until('the proxy to serve from the new master', async () => (await r.set(key, 'after').catch(() => undefined)) === 'OK', 10_000)
+    assert.equal(await r.get(key), 'after')
+    assert.equal(await extra.client().get(key), 'after')
+  } finally {
+    await extra.stop()
+  }
 })
