@@ -10,7 +10,7 @@ import {loadConfig} from '../../src/config.js'
 import {RstoreError} from '../../src/errors.js'
 import {loadTokens, parseTokenFile} from '../../src/http/auth.js'
 import {startCluster, type Cluster} from '../harness/cluster.js'
-import {tempDir, removeDir} from '../harness/process.js'
+import {freePort, tempDir, removeDir} from '../harness/process.js'
 import {READ, spawnDashboard, writeDashboardConfig, type Dashboard} from './dashboard-helpers.js'
 
 test('parseTokenFile: roles, names, a bare secret is the admin token, bad lines are EINVAL', () => {
@@ -47,7 +47,9 @@ let c: Cluster
 let d: Dashboard
 before(async () => {
   c = await startCluster({groups: 1, proxies: 0, slots: 'group1'})
-  d = await spawnDashboard(c, writeDashboardConfig(c, 'dashboard_open_reads = true\n'))
+  // No --addr: the dashboard listens on the config's dashboard_addr.
+  const port = await freePort()
+  d = await spawnDashboard(c, writeDashboardConfig(c, `dashboard_open_reads = true\ndashboard_addr = 127.0.0.1:${port}\n`), {port, addrFlag: false})
 })
 after(async () => {
   await d?.proc.stop()
@@ -55,6 +57,7 @@ after(async () => {
 })
 
 test('dashboard_open_reads: GET needs no token, a write still does', async () => {
+  assert.match(d.proc.output(), new RegExp(`listening on http://${d.addr.replace(/\./g, '\\.')}`))
   const ov = await d.call('GET', '/api/overview', {token: null})
   assert.equal(ov.status, 200)
   assert.equal(ov.body.slotCounts['1'].online, 1024)

@@ -26,11 +26,11 @@ export function writeDashboardConfig(c: Cluster, extra = ''): string {
 }
 
 /** Spawns a dashboard; wait: resolve once it listens (else right away, e.g. to see it refused). */
-export async function spawnDashboard(c: Cluster, cfg: string, opts: {wait?: boolean; env?: NodeJS.ProcessEnv; port?: number} = {}): Promise<Dashboard> {
+export async function spawnDashboard(c: Cluster, cfg: string, opts: {wait?: boolean; env?: NodeJS.ProcessEnv; port?: number; addrFlag?: boolean} = {}): Promise<Dashboard> {
   const port = opts.port ?? (await freePort())
   const addr = `127.0.0.1:${port}`
   const env = {...process.env, RSTORE_ADMIN_TOKEN: '', RSTORE_READ_TOKEN: '', ...opts.env}
-  const proc = startProcess(process.execPath, [RSTORE_BIN, 'dashboard', '-c', cfg, '--addr', addr, '--lock-ttl', '2', ...c.coordinatorArgs], {cwd: c.dir, env})
+  const proc = startProcess(process.execPath, [RSTORE_BIN, 'dashboard', '-c', cfg, ...(opts.addrFlag === false ? [] : ['--addr', addr]), '--lock-ttl', '2', ...c.coordinatorArgs], {cwd: c.dir, env})
   const d: Dashboard = {
     addr,
     proc,
