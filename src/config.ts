@@ -11,6 +11,10 @@ export interface RstoreConfig {
   checkpointDir: string
   /** A file holding the password proxy clients must AUTH with (kept out of `ps`, unlike --proxy-auth). */
   proxyAuthFile?: string
+  /** A file of dashboard API tokens (docs/dashboard.md "Auth"); kept out of `ps`, never a flag. */
+  adminTokenFile?: string
+  /** Dashboard reads (GET) need no token when true (docs/dashboard.md). Default false. */
+  dashboardOpenReads?: boolean
 }
 
 export const DEFAULT_CONFIG: RstoreConfig = {
@@ -28,6 +32,8 @@ const KEYS: Record<string, keyof RstoreConfig> = {
   dashboard_addr: 'dashboardAddr',
   checkpoint_dir: 'checkpointDir',
   proxy_auth_file: 'proxyAuthFile',
+  admin_token_file: 'adminTokenFile',
+  dashboard_open_reads: 'dashboardOpenReads',
 }
 
 /** Parses `key=value` lines; `#` and `;` start comments; unknown keys are an error (typos). */
@@ -76,7 +82,16 @@ export function loadConfig(file: string | undefined, overrides: Partial<RstoreCo
   if (cfg.coordinator === 'embedded') cfg.coordinatorAddr = rel(cfg.coordinatorAddr)
   cfg.checkpointDir = rel(cfg.checkpointDir)
   if (cfg.proxyAuthFile) cfg.proxyAuthFile = rel(cfg.proxyAuthFile)
+  if (cfg.adminTokenFile) cfg.adminTokenFile = rel(cfg.adminTokenFile)
+  cfg.dashboardOpenReads = parseBool(cfg.dashboardOpenReads, 'dashboard_open_reads')
   return cfg
+}
+
+/** A boolean setting: true/false (the file gives text, an override may give a boolean). */
+function parseBool(v: unknown, name: string): boolean {
+  if (v === undefined || v === false || v === 'false') return false
+  if (v === true || v === 'true') return true
+  throw new ValidationError(`invalid ${name} '${String(v)}': use true or false`)
 }
 
 /**

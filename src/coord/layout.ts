@@ -29,6 +29,10 @@ export class KeyLayout {
   readonly migrationProgress: string
   /** The proxy ACL user `server add` created (docs/security.md). */
   readonly proxyCredential: string
+  /** The one active `rstore dashboard`, bound to its lease (docs/dashboard.md). */
+  readonly dashboardLock: string
+  /** The dashboard's audit log, one key per mutating call, bounded (docs/dashboard.md). */
+  readonly auditPrefix: string
 
   constructor(readonly product: string) {
     this.prefix = productPrefix(product)
@@ -41,6 +45,8 @@ export class KeyLayout {
     this.migrationLock = this.prefix + 'locks/migration'
     this.migrationProgress = this.prefix + 'progress/migration'
     this.proxyCredential = this.prefix + 'backend-auth/proxy'
+    this.dashboardLock = this.prefix + 'locks/dashboard'
+    this.auditPrefix = this.prefix + 'audit/'
   }
 
   slot(id: number | string): string {
@@ -67,6 +73,11 @@ export class KeyLayout {
 
   config(kind: ConfigKind, name: string): string {
     return this.configPrefix(kind) + name
+  }
+
+  /** An audit entry; ids sort in time order (docs/dashboard.md). */
+  audit(id: string): string {
+    return this.auditPrefix + id
   }
 
   cutover(name: string): string {
@@ -121,6 +132,8 @@ export function keyPatterns(): string[] {
     ...(Object.keys(CONFIG_DIRS) as ConfigKind[]).map((k) => l.config(k, '<name>')),
     l.cutover('<name>'),
     l.proxyCredential,
+    l.dashboardLock,
+    l.audit('<id>'),
   ]
   return keys.map((k) => k.slice(l.prefix.length))
 }
