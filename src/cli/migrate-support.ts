@@ -3,7 +3,6 @@
  * Ctrl-C handling, and the text of a summary.
  */
 import {Flags} from '@oclif/core'
-import {hostname} from 'node:os'
 import {join} from 'node:path'
 import type {RstoreConfig} from '../config.js'
 import {ConflictError, NotFoundError} from '../errors.js'
@@ -11,7 +10,8 @@ import {withTopologyStore} from '../service/context.js'
 import {table} from './table.js'
 import {lowerPriority, withStopSignal} from './job-front.js'
 import {MigrationProgressView} from './migration-progress.js'
-import {getJob, listJobs, openCheckpoints, openExistingCheckpoints as openCheckpointsIfAny, processAlive, setJobControl, updateJob, type CheckpointDb, type Job} from '../migrate/checkpoints.js'
+import {getJob, openCheckpoints, openExistingCheckpoints as openCheckpointsIfAny, setJobControl, updateJob, type CheckpointDb, type Job} from '../migrate/checkpoints.js'
+import {jobAlive, type JobView} from '../service/jobs.js'
 import {unfinishedError, type BackfillCheckpoint} from '../migrate/backfill.js'
 import {MigrationLock} from '../migrate/lock.js'
 import {MIGRATION_KINDS, MigrationStore, type MigrationProgress} from '../migrate/migration-store.js'
@@ -130,31 +130,6 @@ export function openExistingCheckpoints(cfg: RstoreConfig): CheckpointDb | undef
   return openCheckpointsIfAny(cfg.checkpointDir, cfg.product)
 }
 
-export interface JobListing {
-  id: string
-  kind: string
-  args: Record<string, unknown>
-  state: string
-  running: boolean
-  progress: Record<string, unknown>
-  createdAt: number
-  updatedAt: number
-}
-
-/** Whether a job's process is alive (this host only; on other hosts the stored state is shown). */
-export function jobAlive(job: Job): boolean {
-  const p = job.progress as {host?: string; pid?: number}
-  return (job.state === 'running' || job.state === 'paused') && p.host === hostname() && !!p.pid && processAlive(p.pid)
-}
-
-export function listing(db: CheckpointDb): JobListing[] {
-  return listJobs(db).map((j) => {
-    const running = jobAlive(j)
-    const shown = (j.state === 'running' || j.state === 'paused') && !running && (j.progress as {host?: string}).host === hostname() ? 'interrupted' : j.state
-    return {id: j.id, kind: j.kind, args: j.args, state: shown, running, progress: j.progress, createdAt: j.createdAt, updatedAt: j.updatedAt}
-  })
-}
-
 function argsText(kind: string, a: Record<string, unknown>): string {
   if (kind === 'migrate') return `${a.from}-${a.to} -> group ${a.group}`
   if (kind === 'rebalance') return `by ${a.by}`
@@ -179,7 +154,7 @@ function progressText(kind: string, p: Record<string, unknown>): string {
     .join(', ')
 }
 
-export function listingText(rows: JobListing[]): string {
+export function listingText(rows: JobView[]): string {
   if (!rows.length) return 'no jobs'
   return table(
     ['id', 'kind', 'arguments', 'state', 'progress', 'updated'],

@@ -24,7 +24,8 @@ export interface JobView {
   updatedAt: number
 }
 
-function alive(job: Job): boolean {
+/** Whether a job's process is alive (this host only; on other hosts the stored state is shown). */
+export function jobAlive(job: Job): boolean {
   const p = job.progress as {host?: string; pid?: number}
   return (job.state === 'running' || job.state === 'paused') && p.host === hostname() && !!p.pid && processAlive(p.pid)
 }
@@ -35,7 +36,7 @@ export function jobViews(cfg: RstoreConfig): JobView[] {
   if (!db) return []
   try {
     return listJobs(db).map((j) => {
-      const running = alive(j)
+      const running = jobAlive(j)
       const local = (j.progress as {host?: string}).host === hostname()
       const state = (j.state === 'running' || j.state === 'paused') && !running && local ? 'interrupted' : j.state
       return {id: j.id, kind: j.kind, args: j.args, state, running, progress: j.progress, createdAt: j.createdAt, updatedAt: j.updatedAt}
@@ -62,7 +63,7 @@ export async function requestRunningJob(cfg: RstoreConfig, store: TopologyStore,
     if (job.state === 'done' || job.state === 'cancelled') throw new ConflictError(`job ${id} is already ${job.state}`)
     const migration = (MIGRATION_KINDS as readonly string[]).includes(job.kind)
     if (!migration && job.kind !== 'backfill') throw new ConflictError(`job ${id} is a ${job.kind} job: only migrate, rebalance and backfill jobs take pause/resume/cancel`)
-    const running = migration ? (await MigrationLock.holder(store))?.job === id : alive(job)
+    const running = migration ? (await MigrationLock.holder(store))?.job === id : jobAlive(job)
     if (!running) {
       throw new ConflictError(`job ${id} is not running (${job.state}): nothing to ${request} here`, `continue or cancel it in the foreground with 'rstore jobs ${request === 'pause' ? 'resume' : request} ${id}'`)
     }

@@ -1,5 +1,6 @@
 import {RstoreCommand} from '../../cli/base-command.js'
-import {listing, listingText, openExistingCheckpoints} from '../../cli/migrate-support.js'
+import {listingText} from '../../cli/migrate-support.js'
+import {jobViews} from '../../service/jobs.js'
 
 export default class Jobs extends RstoreCommand<typeof Jobs> {
   static override description = `List the data-moving jobs of the product (migrate, rebalance, backfill, ...) with their progress.
@@ -9,9 +10,7 @@ to finish it.`
   static override examples = ['<%= config.bin %> jobs', '<%= config.bin %> jobs --json']
 
   async run(): Promise<void> {
-    const db = openExistingCheckpoints(this.cfg)
-    const rows = db ? listing(db) : []
-    db?.close()
+    const rows = jobViews(this.cfg)
     this.output(rows, () => listingText(rows))
   }
 }
