@@ -145,7 +145,7 @@ export function redisOps(opts: RedisOpsOptions = {}): RedisOps {
  * The proxy's ACL rules: every command but the administrative ones the proxy refuses (the refused list
  * in src/resp/commands.ts, plus SELECT/MOVE/SCRIPT/FUNCTION and Redis's @admin and @dangerous
  * categories), so a script sent through EVAL cannot run them either (Redis checks ACLs inside
- * scripts). Put back: RESTORE (clients may send it), and MIGRATE with the group servers' hosts as
+ * scripts). Put back: RESTORE (clients may send it), the fan-out commands below, and MIGRATE with the group servers' hosts as
  * its first argument only: the proxy moves a key off a migrating slot with MIGRATE on access.
  */
 async function proxyUserRules(r: Redis, password: string, migrateHosts: string[]): Promise<string[]> {
@@ -161,6 +161,9 @@ async function proxyUserRules(r: Redis, password: string, migrateHosts: string[]
     ...known.map((n) => `-${n}`),
     // MIGRATE logs in to the target and sends SELECT 0 and RESTORE-ASKING there as this user.
     '+restore', '+restore-asking', '+select|0',
+    // The fan-out commands (docs/proxy-fanout.md): CONFIG and SCRIPT cannot run inside a script
+    // (Redis flags them noscript) and LASTSAVE only reads a time, so EVAL gains nothing from them.
+    '+config|get', '+config|set', '+config|resetstat', '+script|load', '+script|exists', '+script|flush', '+lastsave',
     ...[...new Set(migrateHosts)].map((h) => `+migrate|${h}`),
   ]
 }
