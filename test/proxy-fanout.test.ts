@@ -115,6 +115,34 @@ describe('fan-out commands through the proxy over two groups', () => {
     await assert.rejects(r.evalsha(sha, 1, k1), /NOSCRIPT/)
   })
 
+  test("INFO: Redis's sections and fields summed over the groups, the proxy's clients, and # Rstore", async () => {
+    const parse = (text: string) => {
+      const out = new Map<string, string>()
+      for (const line of text.split(/\r?\n/)) if (line.includes(':') && !line.startsWith('#')) out.set(line.slice(0, line.indexOf(':')), line.slice(line.indexOf(':') + 1))
+      return out
+    }
+    const direct = await Promise.all(c.groups.map(async (g) => parse(await g.client().info())))
+    const all = await r.info()
+    for (const section of ['# Server', '# Clients', '# Memory', '# Stats', '# Replication', '# CPU', '# Keyspace', '# Rstore']) {
+      assert.ok(all.includes(section), `INFO has ${section}`)
+    }
+    const mine = parse(all)
+    assert.equal(mine.get('redis_version'), direct[0]!.get('redis_version'))
+    assert.equal(mine.get('groups'), '2')
+    assert.match(mine.get('proxy_id')!, /^proxy_1/)
+    const keys = (m: Map<string, string>) => Number(/keys=(\d+)/.exec(m.get('db0') ?? 'keys=0')![1])
+    const sizes = await Promise.all(c.groups.map((g) => g.client().dbsize()))
+    assert.equal(keys(mine), sizes[0]! + sizes[1]!)
+    assert.ok(Number(mine.get('used_memory')) >= Number(direct[0]!.get('used_memory')) + Number(direct[1]!.get('used_memory')) * 0.5)
+    const ks = await r.info('keyspace')
+    assert.ok(!ks.includes('# Server') && !ks.includes('# Rstore') && ks.includes('# Keyspace'), ks)
+    for (const g of [1, 2]) await r.set(strings.find((k) => c.groupOf(k) === g)!, 'again')
+    const calls = (m: Map<string, string>) => Number(/calls=(\d+)/.exec(m.get('cmdstat_set') ?? 'calls=0')![1])
+    const directSets = (await Promise.all(c.groups.map(async (g) => calls(parse(await g.client().info('commandstats')))))).reduce((a, b) => a + b)
+    assert.ok(directSets >= 2)
+    assert.equal(calls(parse(await r.info('commandstats'))), directSets)
+  })
+
   test('LASTSAVE is the oldest of the masters', async () => {
     const direct = await Promise.all(c.groups.map((g) => g.client().lastsave()))
     assert.equal(await r.lastsave(), Math.min(...direct))

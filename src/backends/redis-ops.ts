@@ -163,8 +163,8 @@ async function proxyUserRules(r: Redis, password: string, migrateHosts: string[]
     // MIGRATE logs in to the target and sends SELECT 0 and RESTORE-ASKING there as this user.
     '+restore', '+restore-asking', '+select|0',
     // The fan-out commands (docs/proxy-fanout.md): CONFIG and SCRIPT cannot run inside a script
-    // (Redis flags them noscript) and LASTSAVE only reads a time, so EVAL gains nothing from them.
-    '+config|get', '+config|set', '+config|resetstat', '+script|load', '+script|exists', '+script|flush', '+lastsave',
+    // (Redis flags them noscript); LASTSAVE and INFO only read, so EVAL gains nothing from them.
+    '+config|get', '+config|set', '+config|resetstat', '+script|load', '+script|exists', '+script|flush', '+lastsave', '+info',
     ...[...new Set(migrateHosts)].map((h) => `+migrate|${h}`),
   ]
 }
