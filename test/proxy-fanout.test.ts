@@ -95,6 +95,7 @@ describe('fan-out commands through the proxy over two groups', () => {
     await assert.rejects(r.config('SET', 'maxmemory-policy', 'no-such-policy'), /group 1/)
     assert.equal(await r.config('RESETSTAT'), 'OK')
     await assert.rejects(r.config('REWRITE'), /unsupported command 'config rewrite'/)
+    await assert.rejects(r.call('CONFIG', 'GET'), /^ReplyError: ERR wrong number of arguments for 'config\|get' command$/)
     // What the proxy's backend user may now run is still out of reach of a script sent with EVAL.
     for (const lua of ["return redis.call('CONFIG', 'SET', 'maxmemory-policy', 'noeviction')", "return redis.call('SCRIPT', 'FLUSH')", "return redis.call('FLUSHDB')"]) {
       await assert.rejects(r.eval(lua, 1, strings[0]!), /not allowed from script|NOPERM|can't run this command/, lua)

@@ -33,7 +33,7 @@ function masters(ctx: FanoutContext): Group[] | string {
  * Sends one command to each group at once; calls done with every reply in group order, or with the
  * first error (a backend unavailable, or a server's own error reply) prefixed by its group.
  */
-function sendEach(ctx: FanoutContext, session: Session, groups: Group[], cmd: Buffer, done: (replies: Reply[] | string) => void): void {
+function sendEach(ctx: FanoutContext, session: Session, groups: Group[], cmd: Buffer, done: (replies: Reply[] | string | Buffer) => void): void {
   if (groups.length === 0) return done([])
   const out: Reply[] = new Array(groups.length)
   const errors: string[] = new Array(groups.length).fill('')
@@ -46,8 +46,11 @@ function sendEach(ctx: FanoutContext, session: Session, groups: Group[], cmd: Bu
         if (value instanceof RespError) errors[i] = `${errorCode(value.message)} group ${g.id}: ${value.message}`
         out[i] = {group: g.id, value, raw: raw!}
       }
-      // The lowest group's error, whichever answered first.
-      if (--waiting === 0) done(errors.find(Boolean) || out)
+      if (--waiting > 0) return
+      // Every group refused the arity alike: Redis's own words. Else the lowest group's error, named.
+      const first = out[0]?.raw
+      if (first && first.includes('ERR wrong number of arguments') && out.every((r) => r?.raw.equals(first))) return done(first)
+      done(errors.find(Boolean) || out)
     })
   })
 }
@@ -73,7 +76,7 @@ export function dispatchFanout(ctx: FanoutContext, session: Session, spec: Comma
   const groups = masters(ctx)
   if (typeof groups === 'string') return reply(encodeError(groups))
   const all = (cmd: Buffer, merge: (r: Reply[]) => Buffer) =>
-    sendEach(ctx, session, groups, cmd, (r) => reply(typeof r === 'string' ? encodeError(r) : merge(r)))
+    sendEach(ctx, session, groups, cmd, (r) => reply(typeof r === 'string' ? encodeError(r) : Buffer.isBuffer(r) ? r : merge(r)))
   const raw = encodeCommand(args)
   switch (spec.name) {
     case 'scan':
