@@ -85,3 +85,17 @@ export function flushByScan(pool: BackendPool, session: Session, groups: Group[]
     })
   }
 }
+
+/** The first user key SCAN finds, group after group, or nil (RANDOMKEY when random picks found none). */
+export function firstKeyByScan(pool: BackendPool, session: Session, order: Group[], slot: ReplySlot): void {
+  const finish = holdUntil(session)
+  let found: Buffer | null = null
+  const next = (i: number) => {
+    const g = order[i]
+    if (!g || found) return finish(encodeValue(found), slot)
+    scanGroup(pool, session, g, [], (keys) => {
+      found = found ?? keys[0]!
+    }, (err) => (err ? finish(typeof err === 'string' ? encodeError(err) : err, slot) : next(i + 1)))
+  }
+  next(0)
+}

@@ -11,7 +11,7 @@ import type {RoutingTable} from './routing.js'
 import type {ReplySlot, Session} from './session.js'
 import {decodeScanCursor, encodeScanCursor, MAX_SCAN_GROUPS, scanOrder} from './scan-cursor.js'
 import {answerMerged, configGet, scriptExists} from './fanout-merge.js'
-import {flushByScan, keysByScan} from './fanout-scan.js'
+import {firstKeyByScan, flushByScan, keysByScan} from './fanout-scan.js'
 
 export interface FanoutContext {
   table: RoutingTable
@@ -147,12 +147,17 @@ function scan(ctx: FanoutContext, session: Session, args: Buffer[], slot: ReplyS
   })
 }
 
-/** RANDOMKEY: a random group's random key; an internal key or an empty group tries another. */
+/**
+ * RANDOMKEY: a random group's random key; an internal key or an empty group tries another, and after
+ * 4 tries per group the first user key a SCAN finds (nil only when there is none).
+ */
 function randomKey(ctx: FanoutContext, session: Session, slot: ReplySlot): void {
   const groups = ctx.table.groups.filter((g) => g.master)
   let tries = groups.length * 4
   const attempt = () => {
-    if (tries-- <= 0 || groups.length === 0) return session.fill(slot, encodeBulk(null))
+    if (groups.length === 0) return session.fill(slot, encodeBulk(null))
+    // Only rstore's own keys came up: a group may hold nothing else; look for any user key.
+    if (tries-- <= 0) return firstKeyByScan(ctx.pool, session, groups, slot)
     const g = groups[Math.floor(Math.random() * groups.length)]!
     ctx.pool.get(g.master, session.id).send(encodeCommand(['RANDOMKEY']), (raw, err) => {
       if (err) return session.fill(slot, encodeError(`ERR group ${g.id}: ${err}`))
