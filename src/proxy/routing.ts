@@ -26,8 +26,6 @@ export interface RoutingTable {
   slots: SlotRoute[]
   /** Every master address (for DBSIZE and connection upkeep). */
   masters: string[]
-  /** Every group by id, ascending, with its master address ('' if none): the fan-out commands' order. */
-  groups: {id: number; master: string}[]
 }
 
 
@@ -54,6 +52,5 @@ export function buildRoutingTable(topo: Topology): RoutingTable {
     const m = masterOf(g)
     if (m) masters.add(m.addr)
   }
-  const groups = [...topo.groups.keys()].sort((a, b) => a - b).map((id) => ({id, master: masterAddr(id)}))
-  return {epoch: topo.epoch, slots, masters: [...masters].sort(), groups}
+  return {epoch: topo.epoch, slots, masters: [...masters].sort()}
 }
