@@ -10,6 +10,8 @@ command -v etcdctl >/dev/null || need+=(etcd-client)
 command -v mariadbd >/dev/null || need+=(mariadb-server)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v nutcracker >/dev/null || need+=(nutcracker)
+# the dashboard test drives Debian's chromium through puppeteer-core (no browser download)
+command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   echo "installing: ${need[*]}"
