@@ -143,16 +143,17 @@ export function redisOps(opts: RedisOpsOptions = {}): RedisOps {
 
 /**
  * The proxy's ACL rules: every command but the administrative ones the proxy refuses (the refused list
- * in src/resp/commands.ts, plus SELECT/MOVE/SCRIPT/FUNCTION and Redis's @admin and @dangerous
- * categories), so a script sent through EVAL cannot run them either (Redis checks ACLs inside
- * scripts). Put back: RESTORE (clients may send it), and MIGRATE with the group servers' hosts as
+ * in src/resp/commands.ts, plus SELECT/MOVE/SCRIPT/FUNCTION, KEYS, FLUSHDB/FLUSHALL, CONFIG, LASTSAVE and
+ * Redis's @admin and @dangerous categories), so a script sent through EVAL cannot run them either (Redis
+ * checks ACLs inside scripts). Put back: RESTORE (clients may send it), the fan-out subcommands below
+ * (docs/proxy-fanout.md), and MIGRATE with the group servers' hosts as
  * its first argument only: the proxy moves a key off a migrating slot with MIGRATE on access.
  */
 async function proxyUserRules(r: Redis, password: string, migrateHosts: string[]): Promise<string[]> {
   const refused = unsupportedCommands()
     .filter((c) => /^administrative|only database 0/.test(c.why))
     .map((c) => c.name)
-  const names = [...new Set([...refused, 'select', 'move', 'script', 'function', 'fcall', 'fcall_ro', 'keys'])]
+  const names = [...new Set([...refused, 'select', 'move', 'script', 'function', 'fcall', 'fcall_ro', 'keys', 'flushall', 'flushdb', 'config', 'lastsave'])]
   // Older servers lack some commands (e.g. FAILOVER before 6.2): ACL SETUSER refuses unknown names.
   const info = (await r.call('COMMAND', 'INFO', ...names)) as unknown[]
   const known = names.filter((_, i) => info[i] !== null)
@@ -161,6 +162,9 @@ async function proxyUserRules(r: Redis, password: string, migrateHosts: string[]
     ...known.map((n) => `-${n}`),
     // MIGRATE logs in to the target and sends SELECT 0 and RESTORE-ASKING there as this user.
     '+restore', '+restore-asking', '+select|0',
+    // The fan-out commands (docs/proxy-fanout.md): CONFIG and SCRIPT cannot run inside a script
+    // (Redis flags them noscript); LASTSAVE and INFO only read, so EVAL gains nothing from them.
+    '+config|get', '+config|set', '+config|resetstat', '+script|load', '+script|exists', '+script|flush', '+lastsave', '+info',
     ...[...new Set(migrateHosts)].map((h) => `+migrate|${h}`),
   ]
 }

@@ -15,6 +15,7 @@ import {
 import {INTERNAL_KEY_PREFIX, isReservedKey, pendingSetKey} from '../topology/internal-keys.js'
 import type {RoutingTable, SlotRoute} from './routing.js'
 import type {ReplySlot, Session} from './session.js'
+import {dispatchFanout} from './fanout.js'
 
 /** How long MIGRATE may take to hand one batch of keys to the target (ms). */
 export const MIGRATE_TIMEOUT_MS = 10_000
@@ -33,6 +34,8 @@ export interface DispatchContext {
   rules: DbGroupExecutor
   /** Requests waiting for a held slot (see SlotRoute.hold), in arrival order. */
   parked: Parked[]
+  /** Commands the operator turned off (`proxy start --deny-commands`), lower case. */
+  denied: Set<string>
 }
 
 export interface Parked {
@@ -115,6 +118,10 @@ export function dispatch(ctx: DispatchContext, session: Session, req: Request): 
     session.fill(slot, encodeError('NOAUTH Authentication required.'))
     return
   }
+  if (ctx.denied.has(name)) {
+    session.fill(slot, encodeError(`ERR command '${name}' is disabled in this rstore proxy (--deny-commands)`))
+    return
+  }
   if (spec.kind === 'unsupported') {
     session.fill(slot, encodeError(`ERR unsupported command '${name}' in rstore proxy: ${spec.why}`))
     return
@@ -125,6 +132,10 @@ export function dispatch(ctx: DispatchContext, session: Session, req: Request): 
   }
   if (ctx.refusal) {
     session.fill(slot, encodeError(ctx.refusal))
+    return
+  }
+  if (spec.kind === 'fanout') {
+    dispatchFanout(ctx, session, spec, args, slot)
     return
   }
   const reserved = reservedKey(spec, args)

@@ -15,6 +15,7 @@ import {
 import {createHash, timingSafeEqual} from 'node:crypto'
 import {flushDirtySessions, type ReplySlot, type Session} from './session.js'
 import type {BackendPool} from '../resp/backend.js'
+import {mergeInfo, parseInfo} from './info-merge.js'
 
 /** Version reported to clients; clients such as ioredis and redis-cli check it for features. */
 export const REDIS_COMPAT_VERSION = '7.0.15'
@@ -87,7 +88,7 @@ export function answerLocal(host: LocalHost, session: Session, spec: CommandSpec
     case 'command':
       return reply(command(args))
     case 'info':
-      return reply(encodeBulk(host.info()))
+      return info(host, session, args, slot)
     case 'time': {
       const now = Date.now()
       return reply(encodeValue([String(Math.floor(now / 1000)), String((now % 1000) * 1000)]))
@@ -242,4 +243,37 @@ function dbsize(host: LocalHost, session: Session, slot: ReplySlot): void {
       if (--waiting === 0) session.fill(slot, error ?? encodeInt(sum))
     })
   }
+}
+
+/**
+ * INFO [section ...]: the same INFO on every master, merged (src/proxy/info-merge.ts), plus an
+ * `# Rstore` section. A group that fails leaves its numbers out and is named in `rstore_info_error`.
+ */
+function info(host: LocalHost, session: Session, args: Buffer[], slot: ReplySlot): void {
+  const masters = host.masters()
+  const sections = args.slice(1).map((a) => lower(a))
+  const withRstore = sections.length === 0 || sections.some((s) => ['all', 'everything', 'default', 'rstore'].includes(s))
+  const own = host.info()
+  const ownServer = parseInfo(own)
+  const rstore: [string, string][] = []
+  for (const k of ['rstore_version', 'proxy_id', 'topology_epoch', 'proxy_state']) rstore.push([k, ownServer.get('Server')?.get(k) ?? ''])
+  rstore.push(['groups', String(masters.length)])
+  for (const k of ['used_memory', 'used_memory_rss']) rstore.push([`proxy_${k}`, ownServer.get('Memory')?.get(k) ?? ''])
+  const texts: (string | undefined)[] = new Array(masters.length)
+  const errors: string[] = []
+  let waiting = masters.length
+  const done = () => {
+    if (errors.length) rstore.push(['rstore_info_error', errors.join('; ')])
+    session.fill(slot, encodeBulk(mergeInfo(texts.filter((t): t is string => t !== undefined), own, rstore, withRstore)))
+  }
+  if (waiting === 0) return done()
+  const cmd = encodeCommand(args)
+  masters.forEach((m, i) => {
+    host.pool.get(m, session.id).send(cmd, (raw, err) => {
+      const v = err ? null : decodeReply(raw!)
+      if (Buffer.isBuffer(v)) texts[i] = v.toString('utf8')
+      else errors.push(`${m}: ${err ?? String((v as {message?: string})?.message ?? v)}`)
+      if (--waiting === 0) done()
+    })
+  })
 }

@@ -46,6 +46,8 @@ export interface ProxyOptions {
   controlId?: string
   /** Reset the control key to offline at start (Reborn: a started proxy is offline). */
   resetControl?: boolean
+  /** Commands refused to clients (Redis's rename-command spirit), any case; docs/proxy-fanout.md. */
+  denyCommands?: string[]
   /** Serve clients over TLS with this certificate (PEM) instead of plain TCP. */
   tls?: {cert: Buffer; key: Buffer}
 }
@@ -105,12 +107,13 @@ export class Proxy implements SessionHost, LocalHost {
     this.store = new TopologyStore(coord, product)
     this.pool = new BackendPool(opts.backendConnections, opts.backendTimeoutMs)
     this.ctx = {
-      table: {epoch: 0, slots: buildRoutingTable({epoch: 0, slots: [], groups: new Map()}).slots, masters: []},
+      table: {epoch: 0, slots: buildRoutingTable({epoch: 0, slots: [], groups: new Map()}).slots, masters: [], groups: []},
       pool: this.pool,
       local: (session, spec, args, slot) => answerLocal(this, session, spec, args, slot),
       refusal: 'ERR proxy is offline',
       rules: new DbGroupExecutor(),
       parked: [],
+      denied: new Set((opts.denyCommands ?? []).map((c) => c.toLowerCase())),
     }
     setAfterRepliesHook(flushDirtySessions)
   }

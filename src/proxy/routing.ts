@@ -26,6 +26,8 @@ export interface RoutingTable {
   slots: SlotRoute[]
   /** Every master address (for DBSIZE and connection upkeep). */
   masters: string[]
+  /** Every group by id, ascending, with its master address ('' if none): the fan-out commands' order. */
+  groups: {id: number; master: string}[]
 }
 
 
@@ -52,5 +54,6 @@ export function buildRoutingTable(topo: Topology): RoutingTable {
     const m = masterOf(g)
     if (m) masters.add(m.addr)
   }
-  return {epoch: topo.epoch, slots, masters: [...masters].sort()}
+  const groups = [...topo.groups.keys()].sort((a, b) => a - b).map((id) => ({id, master: masterAddr(id)}))
+  return {epoch: topo.epoch, slots, masters: [...masters].sort(), groups}
 }

@@ -13,7 +13,9 @@ export type CommandKind =
   | 'split'
   /** Several keys that must all live on one group (RENAME, SINTERSTORE, EVAL, ...). */
   | 'multi'
-  /** Refused with a clear error (KEYS, MULTI, blocking, pub/sub, admin). */
+  /** Sent to every group's master, replies merged (SCAN, KEYS, FLUSHDB, CONFIG; src/proxy/fanout.ts). */
+  | 'fanout'
+  /** Refused with a clear error (MULTI, blocking, pub/sub, admin). */
   | 'unsupported'
 
 export interface CommandSpec {
@@ -237,6 +239,20 @@ eval_ro -3 0 0 1
 evalsha_ro -3 0 0 1
 `, {numkeysIndex: 2})
 
+// Sent to every group, replies merged (docs/proxy-fanout.md).
+add('fanout', false, `
+scan -2 0 0 0
+keys 2 0 0 0
+randomkey 1 0 0 0
+lastsave 1 0 0 0
+config -2 0 0 0
+script -2 0 0 0
+`)
+add('fanout', true, `
+flushdb -1 0 0 0
+flushall -1 0 0 0
+`)
+
 // Answered by the proxy.
 add('local', false, `
 ping -1
@@ -256,9 +272,6 @@ reset 1
 `)
 
 const unsupported: [string, string][] = [
-  ['keys', 'scans every group; use SCAN on the servers directly'],
-  ['scan', 'no cross-group scan yet'],
-  ['randomkey', 'no cross-group key choice'],
   ['multi', 'transactions cannot span groups'],
   ['exec', 'transactions cannot span groups'],
   ['discard', 'transactions cannot span groups'],
@@ -284,9 +297,6 @@ const unsupported: [string, string][] = [
   ['publish', 'pub/sub is not proxied'],
   ['spublish', 'pub/sub is not proxied'],
   ['pubsub', 'pub/sub is not proxied'],
-  ['flushall', 'administrative command'],
-  ['flushdb', 'administrative command'],
-  ['config', 'administrative command'],
   ['shutdown', 'administrative command'],
   ['debug', 'administrative command'],
   ['migrate', 'administrative command: use rstore migrate'],
@@ -295,7 +305,6 @@ const unsupported: [string, string][] = [
   ['save', 'administrative command'],
   ['bgsave', 'administrative command'],
   ['bgrewriteaof', 'administrative command'],
-  ['lastsave', 'administrative command'],
   ['sync', 'administrative command'],
   ['psync', 'administrative command'],
   ['monitor', 'administrative command'],
@@ -307,7 +316,6 @@ const unsupported: [string, string][] = [
   ['failover', 'administrative command'],
   ['swapdb', 'only database 0 exists'],
   ['move', 'only database 0 exists'],
-  ['script', 'scripts are sent with EVAL'],
   ['function', 'functions are not proxied'],
   ['fcall', 'functions are not proxied'],
   ['fcall_ro', 'functions are not proxied'],

@@ -6,6 +6,7 @@ import {DEFAULT_BACKEND_TIMEOUT_MS} from '../../resp/backend.js'
 import {DEFAULT_CLIENT_LIMITS} from '../../proxy/session.js'
 import {DEFAULT_MAXMEMORY_CLIENTS} from '../../proxy/proxy.js'
 import {proxyPassword} from '../../config.js'
+import {parseDenyCommands} from '../../proxy/deny-commands.js'
 
 export default class ProxyStart extends RstoreCommand<typeof ProxyStart> {
   static override description = `Start a Redis-protocol proxy that routes by slot to the server groups.
@@ -50,11 +51,13 @@ changes live and runs until SIGTERM or Ctrl-C.`
     }),
     'tls-cert': Flags.string({description: 'PEM certificate: serve clients over TLS (with --tls-key)', dependsOn: ['tls-key']}),
     'tls-key': Flags.string({description: 'PEM private key of --tls-cert', dependsOn: ['tls-cert']}),
+    'deny-commands': Flags.string({description: 'comma-separated commands refused to clients, e.g. flushdb,flushall,config'}),
     'lease-ttl': Flags.integer({description: 'coordinator lease TTL, seconds (fencing delay)', default: 5, min: 2}),
   }
 
   async run(): Promise<void> {
     const f = this.flags
+    const denyCommands = parseDenyCommands(f['deny-commands'])
     await runProxy(
       this.cfg,
       {
@@ -70,6 +73,7 @@ changes live and runs until SIGTERM or Ctrl-C.`
         backendConnections: f['backend-connections'],
         backendTimeoutMs: f['backend-timeout'],
         leaseTtlSec: f['lease-ttl'],
+        denyCommands,
         tlsCert: f['tls-cert'],
         tlsKey: f['tls-key'],
         limits: {...DEFAULT_LIMITS, maxBulkLength: f['max-bulk-length'], maxArgs: f['max-args']},
