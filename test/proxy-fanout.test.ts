@@ -2,6 +2,7 @@
 // RANDOMKEY, DBSIZE, FLUSHDB, CONFIG, SCRIPT over a real 2-group cluster, compared with each group's
 // master read directly.
 import assert from 'node:assert/strict'
+import {createServer, type AddressInfo, type Server} from 'node:net'
 import {after, before, describe, test} from 'node:test'
 import type {Redis} from 'ioredis'
 import {slotOf} from '../src/topology/slots.js'
@@ -197,3 +198,51 @@ describe('fan-out commands through the proxy over two groups', () => {
     assert.equal(await r.randomkey(), null)
   })
 })
+
+describe('fan-out when a group master is not a Redis server', () => {
+  let c: Cluster
+  let liar: Server
+  before(async () => {
+    c = await startCluster({groups: 2, proxies: 1})
+    // Answers every request with an HTTP line, as a web server on a mistyped address would.
+    liar = createServer((sock) => sock.on('data', () => sock.write('HTTP/1.1 400 Bad Request\r\n\r\n')).on('error', () => {}))
+    await new Promise<void>((resolve) => liar.listen(0, '127.0.0.1', resolve))
+  })
+  after(async () => {
+    await c?.stop()
+    await new Promise((resolve) => liar?.close(resolve))
+  })
+
+  test('INFO, DBSIZE, SCAN and KEYS answer with an error naming the server; the proxy keeps serving', async () => {
+    const store = await c.openStore()
+    const addr = `127.0.0.1:${(liar.address() as AddressInfo).port}`
+    const epoch = await store.update(() => ({groups: [{id: 2, servers: [{addr, role: 'master' as const}]}]}))
+    await waitFor('epoch applied', async () => Number((await c.proxies[0]!.status()).epoch) >= epoch, 10_000)
+    const r = c.proxies[0]!.client()
+    const info = String(await r.call('INFO'))
+    assert.match(info, /rstore_info_error:.*not a Redis server/, 'the failing group is named in # Rstore')
+    for (const cmd of [['DBSIZE'], ['SCAN', '0', 'COUNT', '1000'], ['KEYS', '*']]) {
+      let scanned: unknown
+      try {
+        // SCAN may answer group 1's part before it reaches group 2: follow the cursor to the end.
+        let cursor = '0'
+        do {
+          const reply = (await r.call(cmd[0]!, ...(cmd[0] === 'SCAN' ? [cursor, ...cmd.slice(2)] : cmd.slice(1)))) as unknown
+          if (cmd[0] !== 'SCAN') { scanned = reply; break }
+          cursor = (reply as [string])[0]
+        } while (cursor !== '0')
+        assert.fail(`${cmd[0]} should have failed, got ${JSON.stringify(scanned)}`)
+      } catch (err) {
+        assert.match((err as Error).message, /not a Redis server/, `${cmd[0]}: ${(err as Error).message}`)
+      }
+    }
+    await assert.rejects(r.get(`k{${slotKeyForGroup(c, 2)}}`), /not a Redis server/, "a data command gets the reason, never the peer's bytes")
+    assert.equal(await r.ping(), 'PONG', 'the proxy is alive after the garbage replies')
+    assert.equal(await r.set(`k{${slotKeyForGroup(c, 1)}}`, 'v'), 'OK', 'group 1 still serves')
+  })
+})
+
+/** A key body whose slot group g serves under the initial assignment. */
+function slotKeyForGroup(c: Cluster, g: number): string {
+  for (let i = 0; ; i++) if (c.groupOf(`x${i}`) === g) return `x${i}`
+}

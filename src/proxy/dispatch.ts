@@ -3,7 +3,7 @@ import type {BackendPool, BackendConn} from '../resp/backend.js'
 import {dispatchByRule, type DbGroupExecutor} from './dbgroup-exec.js'
 import {arityOk, keyIndexes, lookupCommand, type CommandSpec} from '../resp/commands.js'
 import {
-  decodeReply,
+  decodeReplyOrError,
   encodeArrayOfRaw,
   encodeCommand,
   encodeError,
@@ -276,7 +276,7 @@ function moveKeysThen(ctx: DispatchContext, session: Session, moves: MoveSet[], 
       conn.send(encodeCommand(cmd), (reply, err) => {
         if (err) failed = err
         else if (reply![0] === 0x2d) {
-          const text = (decodeReply(reply!) as RespError).message
+          const text = (decodeReplyOrError(reply!) as RespError).message
           // The key is on both sides only after an interrupted MIGRATE; the source copy is the
           // authoritative one (nothing writes the target while the key is on the source).
           if (!replace && text.includes('BUSYKEY')) return migrate(true)
@@ -432,7 +432,8 @@ function combine(name: string, parts: {positions: number[]; reply: Buffer | null
   if (name === 'mget') {
     const items: Buffer[] = new Array(total)
     for (const part of parts) {
-      const values = decodeReply(part.reply!) as (Buffer | null)[]
+      const values = decodeReplyOrError(part.reply!)
+      if (!Array.isArray(values)) return values instanceof RespError ? encodeError(values.message) : part.reply!
       part.positions.forEach((pos, i) => {
         const v = values[i]
         items[pos] = v === null || v === undefined ? Buffer.from('$-1\r\n') : encodeBulkRaw(v as Buffer)
@@ -441,7 +442,11 @@ function combine(name: string, parts: {positions: number[]; reply: Buffer | null
     return encodeArrayOfRaw(items)
   }
   let sum = 0
-  for (const part of parts) sum += decodeReply(part.reply!) as number
+  for (const part of parts) {
+    const n = decodeReplyOrError(part.reply!)
+    if (typeof n !== 'number') return n instanceof RespError ? encodeError(n.message) : part.reply!
+    sum += n
+  }
   return encodeInt(sum)
 }
 

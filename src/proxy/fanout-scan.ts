@@ -3,7 +3,7 @@
  * proxy's backend ACL user may not run KEYS or FLUSHDB (docs/security.md: a script sent with EVAL
  * could run them on one group, past the proxy's checks), while SCAN, DEL and UNLINK are ordinary.
  */
-import {decodeReply, encodeCommand, encodeError, encodeValue, OK} from '../resp/resp.js'
+import {decodeReplyOrError, encodeCommand, encodeError, encodeValue, OK, RespError} from '../resp/resp.js'
 import {isReservedKey} from '../topology/internal-keys.js'
 import type {BackendPool} from '../resp/backend.js'
 import type {ReplySlot, Session} from './session.js'
@@ -19,8 +19,8 @@ function scanGroup(pool: BackendPool, session: Session, g: Group, opts: Buffer[]
   const step = (cursor: string) => {
     pool.get(g.master, session.id).send(encodeCommand(['SCAN', cursor, ...opts, 'COUNT', BATCH]), (raw, err) => {
       if (err) return done(`ERR group ${g.id}: ${err}`)
-      const value = decodeReply(raw!)
-      if (!Array.isArray(value)) return done(raw!)
+      const value = decodeReplyOrError(raw!)
+      if (!Array.isArray(value)) return done(value instanceof RespError ? encodeError(value.message) : raw!)
       const keys = (value[1] as Buffer[]).filter((k) => !isReservedKey(k))
       if (keys.length) onKeys(keys)
       const next = String(value[0])
@@ -77,7 +77,7 @@ export function flushByScan(pool: BackendPool, session: Session, groups: Group[]
     const conn = pool.get(g.master, session.id)
     scanGroup(pool, session, g, [], (keys) => {
       conn.send(encodeCommand([async ? 'UNLINK' : 'DEL', ...keys]), (raw, err) => {
-        if (err || raw![0] === 0x2d) error = error ?? encodeError(`ERR group ${g.id}: ${err ?? (decodeReply(raw!) as {message: string}).message}`)
+        if (err || raw![0] === 0x2d) error = error ?? encodeError(`ERR group ${g.id}: ${err ?? (decodeReplyOrError(raw!) as {message: string}).message}`)
       })
     }, (err) => {
       if (err) error = error ?? (typeof err === 'string' ? encodeError(err) : err)

@@ -3,7 +3,7 @@
  * FLUSHDB / FLUSHALL, CONFIG, SCRIPT, LASTSAVE. Each sends the command (or a rewritten one) to the
  * masters and merges their replies; rstore's own keys (`__rstore:*`) never reach the client.
  */
-import {decodeReply, encodeBulk, encodeCommand, encodeError, encodeValue, OK, RespError, type RespValue} from '../resp/resp.js'
+import {decodeReplyOrError, encodeBulk, encodeCommand, encodeError, encodeValue, OK, RespError, type RespValue} from '../resp/resp.js'
 import type {CommandSpec} from '../resp/commands.js'
 import {isReservedKey} from '../topology/internal-keys.js'
 import type {BackendPool} from '../resp/backend.js'
@@ -42,7 +42,7 @@ function sendEach(ctx: FanoutContext, session: Session, groups: Group[], cmd: Bu
     ctx.pool.get(g.master, session.id).send(cmd, (raw, err) => {
       if (err) errors[i] = `ERR group ${g.id}: ${err}`
       else {
-        const value = decodeReply(raw!)
+        const value = decodeReplyOrError(raw!)
         if (value instanceof RespError) errors[i] = `${errorCode(value.message)} group ${g.id}: ${value.message}`
         out[i] = {group: g.id, value, raw: raw!}
       }
@@ -137,8 +137,8 @@ function scan(ctx: FanoutContext, session: Session, args: Buffer[], slot: ReplyS
   const cmd = encodeCommand(['SCAN', pos.serverCursor, ...args.slice(2)])
   ctx.pool.get(group.master, session.id).send(cmd, (raw, err) => {
     if (err) return reply(encodeError(`ERR group ${group.id}: ${err}`))
-    const value = decodeReply(raw!)
-    if (!Array.isArray(value)) return reply(raw!) // a syntax error of MATCH / COUNT / TYPE: Redis's words
+    const value = decodeReplyOrError(raw!)
+    if (!Array.isArray(value)) return reply(value instanceof RespError ? encodeError(value.message) : raw!) // a syntax error of MATCH / COUNT / TYPE: Redis's words
     const next = String(value[0])
     const found = (value[1] as Buffer[]).filter((k) => !isReservedKey(k))
     const last = next === '0' && pos.index + 1 >= order.length
@@ -161,9 +161,9 @@ function randomKey(ctx: FanoutContext, session: Session, slot: ReplySlot): void 
     const g = groups[Math.floor(Math.random() * groups.length)]!
     ctx.pool.get(g.master, session.id).send(encodeCommand(['RANDOMKEY']), (raw, err) => {
       if (err) return session.fill(slot, encodeError(`ERR group ${g.id}: ${err}`))
-      const value = decodeReply(raw!)
+      const value = decodeReplyOrError(raw!)
       if (value === null || (Buffer.isBuffer(value) && isReservedKey(value))) return attempt()
-      session.fill(slot, raw!)
+      session.fill(slot, value instanceof RespError ? encodeError(value.message) : raw!)
     })
   }
   attempt()

@@ -9,7 +9,8 @@ import {
   encodeValue,
   OK,
   PONG,
-  decodeReply,
+  decodeReplyOrError,
+  RespError,
   type RespValue,
 } from '../resp/resp.js'
 import {createHash, timingSafeEqual} from 'node:crypto'
@@ -236,9 +237,9 @@ function dbsize(host: LocalHost, session: Session, slot: ReplySlot): void {
     host.pool.get(m, session.id).send(encodeCommand(['DBSIZE']), (raw, err) => {
       if (err) error = encodeError(err)
       else {
-        const v = decodeReply(raw!)
+        const v = decodeReplyOrError(raw!)
         if (typeof v === 'number') sum += v
-        else error = raw!
+        else error = v instanceof RespError ? encodeError(v.message) : raw!
       }
       if (--waiting === 0) session.fill(slot, error ?? encodeInt(sum))
     })
@@ -270,7 +271,7 @@ function info(host: LocalHost, session: Session, args: Buffer[], slot: ReplySlot
   const cmd = encodeCommand(args)
   masters.forEach((m, i) => {
     host.pool.get(m, session.id).send(cmd, (raw, err) => {
-      const v = err ? null : decodeReply(raw!)
+      const v = err ? null : decodeReplyOrError(raw!)
       if (Buffer.isBuffer(v)) texts[i] = v.toString('utf8')
       else errors.push(`${m}: ${err ?? String((v as {message?: string})?.message ?? v)}`)
       if (--waiting === 0) done()

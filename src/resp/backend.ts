@@ -4,6 +4,10 @@ import {authArgs, defaultSecurity, migrateAuthArgs, type BackendSecurity} from '
 import {ReplyScanner} from './resp.js'
 import {writeBatch} from './write.js'
 
+/** The first bytes of RESP2 and RESP3 replies. */
+const RESP_TYPE_BYTE: boolean[] = []
+for (const c of '+-:$*_,#!=(%~>|') RESP_TYPE_BYTE[c.charCodeAt(0)] = true
+
 /** Called once per request with the raw reply bytes, or with an error text (no leading '-'). */
 export type ReplyHandler = (raw: Buffer | null, error?: string) => void
 
@@ -140,6 +144,13 @@ export class BackendConn {
   }
 
   private readonly onReply = (raw: Buffer): void => {
+    // A peer that is not Redis (a web server on a mistyped address) must not have its bytes passed
+    // to clients as replies: the connection is dropped and its requests fail with the reason.
+    if (!RESP_TYPE_BYTE[raw[0]!]) {
+      this.lastError = `not a Redis server: it answered ${JSON.stringify(raw.toString('latin1', 0, Math.min(raw.length, 40)).trim())}`
+      this.socket?.destroy()
+      return
+    }
     const h = this.handlers[this.head]
     if (!h) return // a reply with no request: ignore (cannot happen with a well-behaved server)
     this.handlers[this.head++] = undefined as unknown as ReplyHandler

@@ -382,6 +382,19 @@ export function decodeReply(raw: Buffer): RespValue {
   return value
 }
 
+/**
+ * decodeReply for code running in a backend's reply callback, where a throw would escape to the
+ * socket: a reply that is not RESP (a server on that address that is not Redis) becomes an error
+ * value naming the first bytes, so a fan-out answers the client instead of crashing the proxy.
+ */
+export function decodeReplyOrError(raw: Buffer): RespValue {
+  try {
+    return decodeReply(raw)
+  } catch {
+    return new RespError(`ERR backend sent a reply that is not RESP: ${JSON.stringify(raw.toString('latin1', 0, Math.min(raw.length, 40)))}`)
+  }
+}
+
 function decodeAt(buf: Buffer, pos: number): [RespValue, number] {
   const lineEnd = buf.indexOf(CR, pos)
   const type = buf[pos]
