@@ -15,6 +15,44 @@ export interface RstoreConfig {
   adminTokenFile?: string
   /** Dashboard reads (GET) need no token when true (docs/dashboard.md). Default false. */
   dashboardOpenReads?: boolean
+  /** The `[agent]` section: what `rstore agent start` supervises on this host (docs/agent.md). */
+  agent?: AgentConfig
+}
+
+/** One supervised process: its name (from `process.<name>`) and its command line split into argv. */
+export interface AgentProcessSpec {
+  name: string
+  argv: string[]
+}
+
+/** The `[agent]` section of config.ini (docs/agent.md "Config"). */
+export interface AgentConfig {
+  /** The agent's own pidfile (`rstore agent stop` reads it); each process's is `<name>.pid` beside it. */
+  pidfile: string
+  /** Each process's stdout and stderr go to `<log_dir>/<name>.log` (appended). */
+  logDir: string
+  /** The first restart delay; doubled after each quick exit up to backoffMaxMs. */
+  backoffMs: number
+  backoffMaxMs: number
+  /** A process that ran this long before exiting restarts after backoffMs again (it was not crash-looping). */
+  stableAfterMs: number
+  processes: AgentProcessSpec[]
+}
+
+export const DEFAULT_AGENT: Omit<AgentConfig, 'processes'> = {
+  pidfile: './run/agent.pid',
+  logDir: './logs',
+  backoffMs: 200,
+  backoffMaxMs: 30_000,
+  stableAfterMs: 10_000,
+}
+
+const AGENT_KEYS: Record<string, 'pidfile' | 'logDir' | 'backoffMs' | 'backoffMaxMs' | 'stableAfterMs'> = {
+  pidfile: 'pidfile',
+  log_dir: 'logDir',
+  backoff_ms: 'backoffMs',
+  backoff_max_ms: 'backoffMaxMs',
+  stable_after_ms: 'stableAfterMs',
 }
 
 export const DEFAULT_CONFIG: RstoreConfig = {
@@ -36,14 +74,25 @@ const KEYS: Record<string, keyof RstoreConfig> = {
   dashboard_open_reads: 'dashboardOpenReads',
 }
 
-/** Parses `key=value` lines; `#` and `;` start comments; unknown keys are an error (typos). */
+/**
+ * Parses `key=value` lines; `#` and `;` start comments; unknown keys are an error (typos). Lines after
+ * an `[agent]` header are the agent's settings (parseAgentLine); any other header is ignored.
+ */
 export function parseIni(text: string, source: string): Partial<RstoreConfig> {
   const out: Partial<Record<keyof RstoreConfig, string>> = {}
+  let agent: AgentConfig | undefined
+  let inAgent = false
   text.split(/\r?\n/).forEach((raw, i) => {
     const line = raw.replace(/\s[#;].*$/, '').trim()
-    if (!line || line.startsWith('#') || line.startsWith(';') || line.startsWith('[')) return
+    if (!line || line.startsWith('#') || line.startsWith(';')) return
+    if (line.startsWith('[')) {
+      inAgent = line === '[agent]'
+      if (inAgent) agent ??= {...DEFAULT_AGENT, processes: []}
+      return
+    }
     const eq = line.indexOf('=')
     if (eq < 0) throw new ValidationError(`${source}:${i + 1}: expected key=value, got '${raw.trim()}'`)
+    if (inAgent && agent) return parseAgentLine(agent, line.slice(0, eq).trim(), line.slice(eq + 1).trim(), `${source}:${i + 1}`)
     const name = line.slice(0, eq).trim()
     const field = KEYS[name]
     if (!field) {
@@ -51,7 +100,70 @@ export function parseIni(text: string, source: string): Partial<RstoreConfig> {
     }
     out[field] = line.slice(eq + 1).trim()
   })
-  return out as Partial<RstoreConfig>
+  const cfg = out as Partial<RstoreConfig>
+  if (agent) cfg.agent = agent
+  return cfg
+}
+
+/** One `[agent]` line: a setting, or `process.<name> = <command line>`. */
+function parseAgentLine(agent: AgentConfig, name: string, value: string, where: string): void {
+  if (name.startsWith('process.')) {
+    const proc = name.slice('process.'.length)
+    if (!/^[A-Za-z0-9_-]+$/.test(proc)) throw new ValidationError(`${where}: invalid process name '${proc}': use letters, digits, '_', '-'`)
+    if (agent.processes.some((p) => p.name === proc)) throw new ValidationError(`${where}: process '${proc}' is declared twice`)
+    const argv = splitCommandLine(value, where)
+    if (!argv.length) throw new ValidationError(`${where}: process '${proc}' has an empty command line`)
+    agent.processes.push({name: proc, argv})
+    return
+  }
+  const field = AGENT_KEYS[name]
+  if (!field) throw new ValidationError(`${where}: unknown [agent] setting '${name}' (known: ${Object.keys(AGENT_KEYS).join(', ')}, process.<name>)`)
+  if (field === 'pidfile' || field === 'logDir') {
+    if (!value) throw new ValidationError(`${where}: ${name} is empty`)
+    agent[field] = value
+    return
+  }
+  const n = Number(value)
+  if (!Number.isInteger(n) || n < 1 || n > 3_600_000) throw new ValidationError(`${where}: ${name} must be a whole number of ms from 1 to 3600000, got '${value}'`)
+  agent[field] = n
+}
+
+/**
+ * Splits a command line into argv like a shell would for plain words: whitespace separates,
+ * '...' and "..." quote (no expansion, no escapes but \" and \\ inside double quotes).
+ */
+export function splitCommandLine(text: string, where: string): string[] {
+  const out: string[] = []
+  let cur = ''
+  let inWord = false
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!
+    if (c === "'" || c === '"') {
+      const end = findQuoteEnd(text, i, c)
+      if (end < 0) throw new ValidationError(`${where}: unterminated ${c} in '${text}'`)
+      const body = text.slice(i + 1, end)
+      cur += c === '"' ? body.replace(/\\(["\\])/g, '$1') : body
+      inWord = true
+      i = end
+    } else if (/\s/.test(c)) {
+      if (inWord) out.push(cur)
+      cur = ''
+      inWord = false
+    } else {
+      cur += c
+      inWord = true
+    }
+  }
+  if (inWord) out.push(cur)
+  return out
+}
+
+function findQuoteEnd(text: string, start: number, quote: string): number {
+  for (let i = start + 1; i < text.length; i++) {
+    if (quote === '"' && text[i] === '\\') i++
+    else if (text[i] === quote) return i
+  }
+  return -1
 }
 
 /**
@@ -84,6 +196,7 @@ export function loadConfig(file: string | undefined, overrides: Partial<RstoreCo
   if (cfg.proxyAuthFile) cfg.proxyAuthFile = rel(cfg.proxyAuthFile)
   if (cfg.adminTokenFile) cfg.adminTokenFile = rel(cfg.adminTokenFile)
   cfg.dashboardOpenReads = parseBool(cfg.dashboardOpenReads, 'dashboard_open_reads')
+  if (cfg.agent) cfg.agent = {...cfg.agent, pidfile: rel(cfg.agent.pidfile), logDir: rel(cfg.agent.logDir)}
   return cfg
 }
 

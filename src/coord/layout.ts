@@ -25,6 +25,8 @@ export class KeyLayout {
   readonly epoch: string
   /** The running data-moving job, bound to its lease. */
   readonly migrationLock: string
+  /** The HA agents' leader (docs/agent.md "Leader election"), bound to its lease. */
+  readonly agentLeader: string
   /** The running job's progress numbers (the proxies' /metrics), bound to the lock's lease. */
   readonly migrationProgress: string
   /** The proxy ACL user `server add` created (docs/security.md). */
@@ -44,6 +46,7 @@ export class KeyLayout {
     this.epoch = this.prefix + 'epoch'
     this.migrationLock = this.prefix + 'locks/migration'
     this.migrationProgress = this.prefix + 'progress/migration'
+    this.agentLeader = this.prefix + 'locks/agent-leader'
     this.proxyCredential = this.prefix + 'backend-auth/proxy'
     this.dashboardLock = this.prefix + 'locks/dashboard'
     this.auditPrefix = this.prefix + 'audit/'
@@ -129,6 +132,7 @@ export function keyPatterns(): string[] {
     l.proxyControl('<id>'),
     l.migrationLock,
     l.migrationProgress,
+    l.agentLeader,
     ...(Object.keys(CONFIG_DIRS) as ConfigKind[]).map((k) => l.config(k, '<name>')),
     l.cutover('<name>'),
     l.proxyCredential,
