@@ -13,6 +13,10 @@ export interface ReplicationState {
   linkState?: string
   /** master: master_repl_offset; slave: slave_repl_offset (the bytes of the stream it has applied). */
   offset: number
+  /** For a slave: replica-priority (0 = never promote; lower first). */
+  priority?: number
+  /** For a slave whose link is down: seconds since it went down (0 while up). */
+  linkDownSec?: number
 }
 
 /**
@@ -100,6 +104,8 @@ export function redisOps(opts: RedisOpsOptions = {}): RedisOps {
           masterAddr: `${info.master_host}:${info.master_port}`,
           linkState: info.master_link_status === 'up' ? 'connected' : (info.master_link_status ?? 'unknown'),
           offset: Number(info.slave_repl_offset ?? 0),
+          priority: Number(info.slave_priority ?? info.replica_priority ?? 100),
+          linkDownSec: Math.max(0, Number(info.master_link_down_since_seconds ?? 0) || 0),
         }
       }),
     replicaOf: (addr, master) =>

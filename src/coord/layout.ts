@@ -27,6 +27,8 @@ export class KeyLayout {
   readonly migrationLock: string
   /** The HA agents' leader (docs/agent.md "Leader election"), bound to its lease. */
   readonly agentLeader: string
+  /** The live HA agents, one key each, bound to the agent's lease (docs/agent.md "Confirmation"). */
+  readonly agentsPrefix: string
   /** The running job's progress numbers (the proxies' /metrics), bound to the lock's lease. */
   readonly migrationProgress: string
   /** The proxy ACL user `server add` created (docs/security.md). */
@@ -47,6 +49,7 @@ export class KeyLayout {
     this.migrationLock = this.prefix + 'locks/migration'
     this.migrationProgress = this.prefix + 'progress/migration'
     this.agentLeader = this.prefix + 'locks/agent-leader'
+    this.agentsPrefix = this.prefix + 'agents/'
     this.proxyCredential = this.prefix + 'backend-auth/proxy'
     this.dashboardLock = this.prefix + 'locks/dashboard'
     this.auditPrefix = this.prefix + 'audit/'
@@ -63,6 +66,11 @@ export class KeyLayout {
   /** A registered proxy's record, bound to its lease. */
   proxy(id: string): string {
     return this.proxiesPrefix + id
+  }
+
+  /** A live HA agent's record `{id, host, pid, httpAddr, since}`. */
+  agent(id: string): string {
+    return this.agentsPrefix + id
   }
 
   /** The desired online/offline state of a proxy (shared by the workers of `--cpu N`). */
@@ -133,6 +141,7 @@ export function keyPatterns(): string[] {
     l.migrationLock,
     l.migrationProgress,
     l.agentLeader,
+    l.agent('<id>'),
     ...(Object.keys(CONFIG_DIRS) as ConfigKind[]).map((k) => l.config(k, '<name>')),
     l.cutover('<name>'),
     l.proxyCredential,

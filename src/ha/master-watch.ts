@@ -10,8 +10,11 @@ import {TopologyStore} from '../coord/topology-store.js'
 import type {Coordinator} from '../coord/types.js'
 import {promoteServer} from '../service/servers.js'
 import {masterOf, type GroupInfo} from '../topology/model.js'
+import {chooseCandidate, type ReplicaView} from './candidate.js'
+import type {Confirmation} from './confirm.js'
 import {FencedTopologyStore} from './fenced-store.js'
 import {DeposedError, type LeaderElection} from './leader.js'
+import type {AgentMetrics} from './metrics.js'
 
 export const DEFAULT_CHECK_INTERVAL_MS = 1000
 export const DEFAULT_DOWN_AFTER_MS = 3000
@@ -24,7 +27,7 @@ export interface FailoverRecord {
   /** When the master's checks started failing, and when the decision was taken. */
   downSince: number
   at: number
-  result: 'promoted' | 'no-candidate' | 'refused' | 'failed'
+  result: 'promoted' | 'no-candidate' | 'unconfirmed' | 'refused' | 'failed'
   detail: string
   epoch: number | null
 }
@@ -32,10 +35,15 @@ export interface FailoverRecord {
 export interface MasterWatchOptions {
   checkIntervalMs: number
   downAfterMs: number
+  /** Asks the other live agents whether they see the master down (docs/agent.md "Confirmation"). */
+  confirm?: (addr: string) => Promise<Confirmation>
+  metrics?: AgentMetrics
 }
 
 export class MasterWatch {
   private readonly failingSince = new Map<string, number>()
+  /** Masters whose current outage was already recorded as unconfirmed (one record per outage). */
+  private readonly unconfirmed = new Set<string>()
   private readonly store: TopologyStore
   private readonly records: FailoverRecord[] = []
   private timer: NodeJS.Timeout | null = null
@@ -83,6 +91,7 @@ export class MasterWatch {
   async round(): Promise<void> {
     if (!this.election.isLeader) {
       this.failingSince.clear()
+      this.unconfirmed.clear()
       return
     }
     const topo = await this.store.load()
@@ -96,16 +105,26 @@ export class MasterWatch {
     try {
       await this.redis.ping(master.addr)
     } catch (err) {
+      this.opts.metrics?.checks.inc({result: 'failed'})
       const now = Date.now()
       const since = this.failingSince.get(master.addr) ?? now
       if (!this.failingSince.has(master.addr)) this.log(`master check: group ${group.id} master ${master.addr} does not answer (${(err as Error).message})`)
       this.failingSince.set(master.addr, since)
-      if (now - since >= this.opts.downAfterMs) {
-        this.failingSince.delete(master.addr)
-        await this.failover(group, master.addr, since)
+      if (now - since < this.opts.downAfterMs) return
+      const confirmation = this.opts.confirm ? await this.opts.confirm(master.addr) : undefined
+      if (confirmation && !confirmation.confirmed) {
+        // Held back by the agents that see it up; asked again at every check while it stays down here.
+        if (!this.unconfirmed.has(master.addr)) this.record(group, master.addr, since, {newMaster: null, result: 'unconfirmed', detail: `${confirmation.summary}: no failover`, epoch: null})
+        this.unconfirmed.add(master.addr)
+        return
       }
+      this.failingSince.delete(master.addr)
+      this.unconfirmed.delete(master.addr)
+      await this.failover(group, master.addr, since, confirmation?.summary)
       return
     }
+    this.opts.metrics?.checks.inc({result: 'ok'})
+    this.unconfirmed.delete(master.addr)
     if (this.failingSince.delete(master.addr)) this.log(`master check: group ${group.id} master ${master.addr} answers again: no failover`)
     await this.repointReturnedMasters(group, master.addr)
   }
@@ -123,30 +142,40 @@ export class MasterWatch {
     }
   }
 
-  /** The replica that answers with the highest replication offset becomes the master. */
-  private async failover(group: GroupInfo, old: string, downSince: number): Promise<void> {
-    const record = (r: Omit<FailoverRecord, 'group' | 'oldMaster' | 'downSince' | 'at'>) => {
-      const full = {group: group.id, oldMaster: old, downSince, at: Date.now(), ...r}
-      this.records.push(full)
-      if (this.records.length > KEEP_FAILOVERS) this.records.shift()
-      this.log(`failover: group ${group.id} master ${old} down for ${full.at - downSince} ms: ${r.result}${r.newMaster ? ` ${r.newMaster}` : ''} (${r.detail})`)
-    }
-    const candidates: {addr: string; offset: number}[] = []
+  private record(group: GroupInfo, old: string, downSince: number, r: Omit<FailoverRecord, 'group' | 'oldMaster' | 'downSince' | 'at'>): void {
+    const full = {group: group.id, oldMaster: old, downSince, at: Date.now(), ...r}
+    this.records.push(full)
+    if (this.records.length > KEEP_FAILOVERS) this.records.shift()
+    this.opts.metrics?.failovers.inc({result: r.result})
+    this.log(`failover: group ${group.id} master ${old} down for ${full.at - downSince} ms: ${r.result}${r.newMaster ? ` ${r.newMaster}` : ''} (${r.detail})`)
+  }
+
+  /** The best answering replica by Sentinel's rule (candidate.ts) becomes the master. */
+  private async failover(group: GroupInfo, old: string, downSince: number, confirmed?: string): Promise<void> {
+    const record = (r: Omit<FailoverRecord, 'group' | 'oldMaster' | 'downSince' | 'at'>) =>
+      this.record(group, old, downSince, confirmed ? {...r, detail: `${confirmed}; ${r.detail}`} : r)
+    const answering: ReplicaView[] = []
+    const silent: string[] = []
     for (const s of group.servers) {
       if (s.role !== 'slave') continue
       const rep = await this.redis.replication(s.addr).catch(() => undefined)
-      if (rep) candidates.push({addr: s.addr, offset: rep.offset})
+      if (rep) answering.push({addr: s.addr, offset: rep.offset, priority: rep.priority ?? 100, linkDownSec: rep.linkDownSec ?? 0})
+      else silent.push(`${s.addr}: does not answer`)
     }
-    candidates.sort((a, b) => b.offset - a.offset)
-    const best = candidates[0]
-    if (!best) return record({newMaster: null, result: 'no-candidate', detail: 'no replica of the group answers; nothing changed', epoch: null})
+    const {best, skipped} = chooseCandidate(answering, Date.now() - downSince, this.opts.downAfterMs)
+    const why = [...silent, ...skipped].join('; ')
+    if (!best) return record({newMaster: null, result: 'no-candidate', detail: `no replica can be promoted${why ? ` (${why})` : ''}; nothing changed`, epoch: null})
     const token = this.election.token
     if (token === null) return record({newMaster: null, result: 'refused', detail: 'no longer the leader', epoch: null})
     const store = new FencedTopologyStore(this.coord, this.product, this.election, token)
     try {
       const res = await promoteServer(store, group.id, best.addr, {redis: this.redis, force: true})
-      const others = candidates.length - 1
-      record({newMaster: best.addr, result: 'promoted', detail: `offset ${best.offset}, ${others} other replica(s) answering; repointed ${res.repointed.join(', ') || 'none'}${res.warnings.length ? `; ${res.warnings.join('; ')}` : ''}`, epoch: res.epoch})
+      record({
+        newMaster: best.addr,
+        result: 'promoted',
+        detail: `priority ${best.priority}, offset ${best.offset}; repointed ${res.repointed.join(', ') || 'none'}${why ? `; skipped ${why}` : ''}${res.warnings.length ? `; ${res.warnings.join('; ')}` : ''}`,
+        epoch: res.epoch,
+      })
     } catch (err) {
       record({newMaster: best.addr, result: err instanceof DeposedError ? 'refused' : 'failed', detail: (err as Error).message, epoch: null})
     }

@@ -1,11 +1,12 @@
 // The [agent] section of config.ini (docs/agent.md "Config") and the restart delays it sets.
 import assert from 'node:assert/strict'
-import {writeFileSync} from 'node:fs'
+import {existsSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {after, test} from 'node:test'
 import {DEFAULT_AGENT, loadConfig, parseIni, splitCommandLine} from '../../src/config.js'
 import {ValidationError} from '../../src/errors.js'
 import {nextQuickExits, restartDelay} from '../../src/ha/backoff.js'
+import {runCli} from '../harness/cluster.js'
 import {removeDir, tempDir} from '../harness/process.js'
 
 const dir = tempDir('agent-config')
@@ -70,4 +71,14 @@ test('restart delays double after each quick exit up to the cap and start over a
   assert.equal(nextQuickExits(policy, 4, 5000), 1)
   // A cap below the first delay never shortens the first delay.
   assert.equal(restartDelay({...policy, backoffMaxMs: 10}, 3), 100)
+})
+
+test('agent start: an --ha-* flag without --ha is refused in one line and nothing starts', async () => {
+  const cfgFile = join(dir, 'ha-only.ini')
+  writeFileSync(cfgFile, ['[agent]', `pidfile = ${join(dir, 'ha-only', 'agent.pid')}`, `log_dir = ${join(dir, 'ha-only')}`, 'process.idle = sleep 300', ''].join('\n'))
+  const res = await runCli(['agent', 'start', '-c', cfgFile, '--ha-down-after', '500', '--ha-id=x'])
+  assert.notEqual(res.code, 0)
+  assert.match(res.stderr, /--ha-down-after, --ha-id apply only with --ha: add --ha or leave them out/)
+  assert.equal(res.stderr.trim().split('\n').length, 1, res.stderr)
+  assert.equal(existsSync(join(dir, 'ha-only', 'agent.pid')), false, 'no agent pidfile: nothing started')
 })

@@ -13,11 +13,11 @@ export interface RunningAgent {
 }
 
 /** Writes config.ini with the given [agent] lines into dir and starts an agent on it. */
-export async function startAgent(dir: string, agentLines: string[], extraArgs: string[] = [], top: string[] = []): Promise<RunningAgent> {
+export async function startAgent(dir: string, agentLines: string[], extraArgs: string[] = [], top: string[] = [], env?: NodeJS.ProcessEnv): Promise<RunningAgent> {
   const configFile = join(dir, 'config.ini')
   writeFileSync(configFile, [...top, '[agent]', 'pidfile = run/agent.pid', 'log_dir = logs', ...agentLines, ''].join('\n'))
   const httpAddr = `127.0.0.1:${await freePort()}`
-  const proc = startProcess(process.execPath, [RSTORE_BIN, 'agent', 'start', '-c', configFile, '--http-addr', httpAddr, '--stop-grace', '3000', ...extraArgs], {cwd: dir})
+  const proc = startProcess(process.execPath, [RSTORE_BIN, 'agent', 'start', '-c', configFile, '--http-addr', httpAddr, '--stop-grace', '3000', ...extraArgs], {cwd: dir, ...(env ? {env} : {})})
   const status = async () => {
     const res = await fetch(`http://${httpAddr}/status`)
     return (await res.json()) as AgentStatus

@@ -97,3 +97,47 @@ test('kill -9 of a master: the leader promotes the replica, the other follows it
     await Promise.all(servers.map((s) => s.stop().catch(() => {})))
   }
 })
+
+test('replica-priority 0 is never promoted: the other replica wins even where it would lose the tie', async () => {
+  const cfg = {...DEFAULT_CONFIG, product: 'fp', coordinatorAddr: join(dir, 'meta-prio.db')}
+  const coord = await openCoordinator(cfg, {create: true})
+  const store = new TopologyStore(coord, cfg.product)
+  const servers: RedisServer[] = []
+  let agent: RunningAgent | undefined
+  try {
+    for (let i = 0; i < 3; i++) servers.push(await startRedis())
+    const [m, ...replicas] = servers as [RedisServer, RedisServer, RedisServer]
+    // Equal offsets fall to the lower address: that one is made unpromotable.
+    const [never, chosen] = replicas.sort((a, b) => (a.addr < b.addr ? -1 : 1)) as [RedisServer, RedisServer]
+    await initSlots(store)
+    await addServer(store, 1, m.addr, 'master')
+    await addServer(store, 1, never.addr, 'slave')
+    await addServer(store, 1, chosen.addr, 'slave')
+    await never.client().config('SET', 'replica-priority', '0')
+    await m.client().set('fp:key', 'v')
+    for (const r of [never, chosen]) await waitFor(`${r.addr} replicates`, async () => (await r.client().get('fp:key')) === 'v', 10_000)
+
+    const d = join(dir, 'agent-prio')
+    mkdirSync(d)
+    agent = await startAgent(d, ['process.idle = sleep 307'], ['--ha', '--ha-id', 'solo', '--ha-lease-ttl', '2', '--ha-check-interval', '200', '--ha-down-after', '800'], [
+      `product = ${cfg.product}`,
+      `coordinator_addr = ${cfg.coordinatorAddr}`,
+    ])
+    await waitFor('the agent leads', async () => (await agent!.status()).leader?.isLeader === true)
+    await m.proc.stop('SIGKILL')
+    await waitFor('a failover is decided', async () => ((await agent!.status()).failovers ?? []).length > 0, 10_000, 50)
+    const [rec] = (await agent.status()).failovers!
+    assert.equal(rec!.result, 'promoted', rec!.detail)
+    assert.equal(rec!.newMaster, chosen.addr)
+    assert.match(rec!.detail, new RegExp(`skipped ${never.addr}: replica-priority 0`))
+    assert.equal(masterOf((await store.load()).groups.get(1)!)?.addr, chosen.addr)
+    await waitFor('the priority-0 replica follows the new master', async () => {
+      const r = await role(never)
+      return r[0] === 'slave' && r[2] === chosen.port
+    })
+  } finally {
+    await agent?.proc.stop()
+    await coord.close()
+    await Promise.all(servers.map((s) => s.stop().catch(() => {})))
+  }
+})
