@@ -80,7 +80,7 @@ export class LeaderElection {
     const key = this.keys.agentLeader
     const kv = await this.coord.get(key)
     if (kv) {
-      this.seen = {record: parseRecord(kv.value), token: kv.modRevision}
+      this.seen = {record: parseLeaderRecord(kv.value), token: kv.modRevision}
       return
     }
     this.seen = {record: null, token: null}
@@ -147,7 +147,8 @@ export class LeaderElection {
   }
 }
 
-function parseRecord(value: string): LeaderRecord | null {
+/** The leader key's value, or null for one that is not ours. */
+export function parseLeaderRecord(value: string): LeaderRecord | null {
   try {
     const v = JSON.parse(value) as Partial<LeaderRecord>
     return typeof v.id === 'string' ? {id: v.id, host: String(v.host ?? '?'), pid: Number(v.pid ?? 0), since: Number(v.since ?? 0)} : null

@@ -58,19 +58,8 @@ export class AgentRegistry {
   }
 
   /** Every agent whose lease is alive, this one included. */
-  async list(): Promise<AgentRecord[]> {
-    const kvs = await this.coord.list(this.keys.agentsPrefix)
-    const out: AgentRecord[] = []
-    for (const kv of kvs) {
-      try {
-        const v = JSON.parse(kv.value) as Partial<AgentRecord>
-        if (typeof v.id !== 'string') continue
-        out.push({id: v.id, host: String(v.host ?? '?'), pid: Number(v.pid ?? 0), httpAddr: typeof v.httpAddr === 'string' ? v.httpAddr : null, since: Number(v.since ?? 0)})
-      } catch {
-        // A value that is not ours: not an agent.
-      }
-    }
-    return out
+  list(): Promise<AgentRecord[]> {
+    return listAgents(this.coord, this.keys)
   }
 
   async stop(): Promise<void> {
@@ -81,4 +70,20 @@ export class AgentRegistry {
     this.lease = null
     await lease?.revoke().catch(() => {})
   }
+}
+
+/** The registered agents of a product (read by the leader and by `rstore agent status`). */
+export async function listAgents(coord: Coordinator, keys: KeyLayout): Promise<AgentRecord[]> {
+  const kvs = await coord.list(keys.agentsPrefix)
+  const out: AgentRecord[] = []
+  for (const kv of kvs) {
+    try {
+      const v = JSON.parse(kv.value) as Partial<AgentRecord>
+      if (typeof v.id !== 'string') continue
+      out.push({id: v.id, host: String(v.host ?? '?'), pid: Number(v.pid ?? 0), httpAddr: typeof v.httpAddr === 'string' ? v.httpAddr : null, since: Number(v.since ?? 0)})
+    } catch {
+      // A value that is not ours: not an agent.
+    }
+  }
+  return out
 }
