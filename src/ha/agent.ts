@@ -14,6 +14,7 @@ import {MasterWatch, type FailoverRecord} from './master-watch.js'
 import {NotFoundError, ValidationError} from '../errors.js'
 import {TopologyStore} from '../coord/topology-store.js'
 import {confirmDown, type CheckAnswer} from './confirm.js'
+import {DEFAULT_FAILOVER_BARRIER_MS} from './failover-barrier.js'
 import {AgentMetrics} from './metrics.js'
 import {AgentRegistry, type AgentRecord} from './registry.js'
 import {hostname} from 'node:os'
@@ -27,7 +28,7 @@ export interface AgentOptions {
   httpAddr?: string
   stopGraceMs?: number
   /** --ha: take part in the leader election of the product's agents. */
-  ha?: {id: string; leaseTtlSec: number; checkIntervalMs: number; downAfterMs: number}
+  ha?: {id: string; leaseTtlSec: number; checkIntervalMs: number; downAfterMs: number; barrierTimeoutMs?: number}
   /** Stops the agent like SIGTERM does (tests running it in-process). */
   signal?: AbortSignal
 }
@@ -86,6 +87,7 @@ export async function runAgent(cfg: RstoreConfig, opts: AgentOptions, log: (line
       watch = new MasterWatch(coord, cfg.product, election, redis, {
         checkIntervalMs: opts.ha.checkIntervalMs,
         downAfterMs: opts.ha.downAfterMs,
+        barrierTimeoutMs: opts.ha.barrierTimeoutMs ?? DEFAULT_FAILOVER_BARRIER_MS,
         confirm: async (addr) => confirmDown(selfId, await reg.list(), addr, timeout * 2),
         metrics,
       }, stamp)

@@ -12,6 +12,7 @@ import {promoteServer} from '../service/servers.js'
 import {masterOf, type GroupInfo} from '../topology/model.js'
 import {chooseCandidate, type ReplicaView} from './candidate.js'
 import type {Confirmation} from './confirm.js'
+import {offlineLaggingProxies} from './failover-barrier.js'
 import {FencedTopologyStore} from './fenced-store.js'
 import {DeposedError, type LeaderElection} from './leader.js'
 import type {AgentMetrics} from './metrics.js'
@@ -30,6 +31,8 @@ export interface FailoverRecord {
   result: 'promoted' | 'no-candidate' | 'unconfirmed' | 'refused' | 'failed'
   detail: string
   epoch: number | null
+  /** After a promotion: how the proxies took the new epoch, and those set offline (failover-barrier.ts). */
+  barrier?: {waitedMs: number; offline: string[]; detail: string}
 }
 
 export interface MasterWatchOptions {
@@ -38,6 +41,8 @@ export interface MasterWatchOptions {
   /** Asks the other live agents whether they see the master down (docs/agent.md "Confirmation"). */
   confirm?: (addr: string) => Promise<Confirmation>
   metrics?: AgentMetrics
+  /** How long the proxies get to apply a promotion's epoch before they are set offline. */
+  barrierTimeoutMs: number
 }
 
 export class MasterWatch {
@@ -50,6 +55,8 @@ export class MasterWatch {
   private running: Promise<void> = Promise.resolve()
   private stopped = false
   private lastError = ''
+  /** Barriers of past promotions still running: they do not hold up the next checks. */
+  private readonly barriers = new Set<Promise<void>>()
 
   constructor(
     private readonly coord: Coordinator,
@@ -85,6 +92,7 @@ export class MasterWatch {
     this.stopped = true
     if (this.timer) clearTimeout(this.timer)
     await this.running
+    await Promise.all(this.barriers)
   }
 
   /** One check of every group; only the leader checks (a follower forgets what it saw). */
@@ -142,17 +150,32 @@ export class MasterWatch {
     }
   }
 
-  private record(group: GroupInfo, old: string, downSince: number, r: Omit<FailoverRecord, 'group' | 'oldMaster' | 'downSince' | 'at'>): void {
-    const full = {group: group.id, oldMaster: old, downSince, at: Date.now(), ...r}
+  private record(group: GroupInfo, old: string, downSince: number, r: Omit<FailoverRecord, 'group' | 'oldMaster' | 'downSince' | 'at'>): FailoverRecord {
+    const full: FailoverRecord = {group: group.id, oldMaster: old, downSince, at: Date.now(), ...r}
     this.records.push(full)
     if (this.records.length > KEEP_FAILOVERS) this.records.shift()
     this.opts.metrics?.failovers.inc({result: r.result})
     this.log(`failover: group ${group.id} master ${old} down for ${full.at - downSince} ms: ${r.result}${r.newMaster ? ` ${r.newMaster}` : ''} (${r.detail})`)
+    return full
+  }
+
+  /** Runs beside the next checks; its outcome is added to the failover's record. */
+  private afterPromotion(rec: FailoverRecord, store: TopologyStore, epoch: number): void {
+    const task = offlineLaggingProxies(store, this.election, epoch, this.opts.barrierTimeoutMs).then(
+      (b) => {
+        rec.barrier = b
+        if (b.offline.length) this.opts.metrics?.proxiesOffline.inc(b.offline.length)
+        this.log(`failover: group ${rec.group}: ${b.detail}`)
+      },
+      (err: Error) => this.log(`failover: group ${rec.group}: barrier of epoch ${epoch}: ${err.message}`),
+    )
+    this.barriers.add(task)
+    void task.finally(() => this.barriers.delete(task))
   }
 
   /** The best answering replica by Sentinel's rule (candidate.ts) becomes the master. */
   private async failover(group: GroupInfo, old: string, downSince: number, confirmed?: string): Promise<void> {
-    const record = (r: Omit<FailoverRecord, 'group' | 'oldMaster' | 'downSince' | 'at'>) =>
+    const record = (r: Omit<FailoverRecord, 'group' | 'oldMaster' | 'downSince' | 'at'>): FailoverRecord =>
       this.record(group, old, downSince, confirmed ? {...r, detail: `${confirmed}; ${r.detail}`} : r)
     const answering: ReplicaView[] = []
     const silent: string[] = []
@@ -164,18 +187,19 @@ export class MasterWatch {
     }
     const {best, skipped} = chooseCandidate(answering, Date.now() - downSince, this.opts.downAfterMs)
     const why = [...silent, ...skipped].join('; ')
-    if (!best) return record({newMaster: null, result: 'no-candidate', detail: `no replica can be promoted${why ? ` (${why})` : ''}; nothing changed`, epoch: null})
+    if (!best) return void record({newMaster: null, result: 'no-candidate', detail: `no replica can be promoted${why ? ` (${why})` : ''}; nothing changed`, epoch: null})
     const token = this.election.token
-    if (token === null) return record({newMaster: null, result: 'refused', detail: 'no longer the leader', epoch: null})
+    if (token === null) return void record({newMaster: null, result: 'refused', detail: 'no longer the leader', epoch: null})
     const store = new FencedTopologyStore(this.coord, this.product, this.election, token)
     try {
       const res = await promoteServer(store, group.id, best.addr, {redis: this.redis, force: true})
-      record({
+      const rec = record({
         newMaster: best.addr,
         result: 'promoted',
         detail: `priority ${best.priority}, offset ${best.offset}; repointed ${res.repointed.join(', ') || 'none'}${why ? `; skipped ${why}` : ''}${res.warnings.length ? `; ${res.warnings.join('; ')}` : ''}`,
         epoch: res.epoch,
       })
+      this.afterPromotion(rec, store, res.epoch)
     } catch (err) {
       record({newMaster: best.addr, result: err instanceof DeposedError ? 'refused' : 'failed', detail: (err as Error).message, epoch: null})
     }

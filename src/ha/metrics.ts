@@ -10,6 +10,7 @@ export class AgentMetrics {
   readonly registry = new Registry()
   readonly checks: Counter<'result'>
   readonly failovers: Counter<'result'>
+  readonly proxiesOffline: Counter
 
   constructor(processes: () => ProcessStatus[], isLeader: () => boolean | null) {
     const registers = [this.registry]
@@ -20,6 +21,7 @@ export class AgentMetrics {
       labelNames: ['result'],
       registers,
     })
+    this.proxiesOffline = new Counter({name: 'rstore_agent_proxies_offline_total', help: 'proxies set offline for not applying a failover epoch in time', registers})
     new Gauge({
       name: 'rstore_agent_process_restarts',
       help: 'restarts of each supervised process since the agent started',

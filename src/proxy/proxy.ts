@@ -182,6 +182,7 @@ export class Proxy implements SessionHost, LocalHost {
       pid: process.pid,
       startedAt: this.startedAt,
       ...(this.topologyError ? {error: this.topologyError} : {}),
+      ...(this.opts.controlId && this.opts.controlId !== this.opts.id ? {controlId: this.opts.controlId} : {}),
     }
   }
 

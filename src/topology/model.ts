@@ -48,6 +48,8 @@ export interface ProxyInfo {
   startedAt: number
   /** Set when the proxy refused the newest topology (e.g. two migrating slots). */
   error?: string
+  /** A `--cpu N` worker: the id whose control key (`proxyctl/<id>`) it obeys, shared by the workers. */
+  controlId?: string
 }
 
 /** The routing table as a proxy sees it. */

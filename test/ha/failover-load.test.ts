@@ -157,8 +157,10 @@ for (const coordinator of ['embedded', 'etcd'] as const) {
       assert.ok(windowMs < 1000 + 3000, `the proxies switched ${windowMs} ms after the kill`)
       assert.ok(load.once.filter((w) => w.at > windowEnd).length > 100, 'the load kept writing after the window')
 
+      await waitFor('the failover barrier has run', async () => (await agent!.status()).failovers?.[0]?.barrier !== undefined, 10_000)
       const st = await agent.status()
       assert.equal(st.failovers?.length, 1, 'one failover, none for the old master coming back')
+      assert.deepEqual(st.failovers![0]!.barrier!.offline, [], st.failovers![0]!.barrier!.detail)
       assert.equal(st.failovers![0]!.newMaster, promoted)
       const bc = back.client()
       assert.ok((await bc.dbsize()) > 0, 'the old master synced from the new one')

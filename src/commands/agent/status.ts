@@ -13,6 +13,7 @@ function agentLines(a: AgentView, leaderId: string | undefined): string[] {
   for (const p of s.processes) out.push(`  process ${p.name}: ${p.state}${p.pid ? ` pid ${p.pid}` : ''}, ${p.restarts} restart(s)`)
   for (const f of s.failovers ?? []) {
     out.push(`  ${iso(f.at)} group ${f.group} ${f.oldMaster} -> ${f.newMaster ?? '-'}: ${f.result} after ${f.at - f.downSince} ms down${f.epoch ? `, epoch ${f.epoch}` : ''}: ${f.detail}`)
+    if (f.barrier) out.push(`    proxies: ${f.barrier.detail}`)
   }
   return out
 }
