@@ -102,3 +102,9 @@ export class UnreachableError extends RstoreError {
     this.name = 'UnreachableError'
   }
 }
+
+/** A listen() that failed, as one line naming the flag: a port in use is a conflict, the rest bad input. */
+export function listenRefused(flag: string, addr: string, err: NodeJS.ErrnoException): RstoreError {
+  if (err.code === 'EADDRINUSE') return new ConflictError(`cannot listen on ${addr} (${flag}): address already in use`, 'stop what listens there or choose another port')
+  return new ValidationError(`cannot listen on ${addr} (${flag}): ${err.code ?? err.message}`)
+}

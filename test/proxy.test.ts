@@ -5,11 +5,12 @@
 import assert from 'node:assert/strict'
 import {execFile, spawn} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
+import {createServer} from 'node:net'
 import {after, before, describe, test} from 'node:test'
 import {Redis} from 'ioredis'
 import {slotOf} from '../src/topology/slots.js'
 import {startCluster, type Cluster, type ClusterProxy} from './harness/cluster.js'
-import {waitFor} from './harness/process.js'
+import {freePort, waitFor} from './harness/process.js'
 import {cmd, exchange, RawClient, ReplyError, type Reply} from './harness/raw.js'
 
 function redisCli(port: number, args: string[], stdin?: string): Promise<{code: number; stdout: string; stderr: string}> {
@@ -555,6 +556,48 @@ describe('proxy over two groups (embedded coordinator)', () => {
       }, 10000, 200)
     } finally {
       if (!stopped) await mp.stop()
+    }
+  })
+
+  test('--cpu 2: a worker killed with kill -9 is started again under its number, online, and serves', async () => {
+    const mp = await c.startProxy({id: 'respawn', args: ['--cpu', '2']})
+    try {
+      type Rec = {id: string; state: string; pid: number}
+      const workers = async () => (JSON.parse(await c.cliOk(['proxy', 'list', '--json'])) as Rec[]).filter((x) => x.id.startsWith('respawn-'))
+      const before = await workers()
+      const dead = before.find((x) => x.id === 'respawn-1')!
+      process.kill(dead.pid, 'SIGKILL')
+      await waitFor('respawn-1 registered again with a new pid, online', async () => {
+        const now = (await workers()).find((x) => x.id === 'respawn-1')
+        return now !== undefined && now.pid !== dead.pid && now.state === 'online'
+      }, 20_000, 200)
+      assert.match(mp.proc.output(), /worker 1 \(pid \d+\) exited \(SIGKILL\): starting it again/)
+      const ids = new Set<string>()
+      for (let i = 0; i < 12 && ids.size < 2; i++) {
+        const r = await RawClient.connect(mp.port)
+        ids.add(/proxy_id:(\S+)/.exec(str(await r.call('INFO')))![1]!)
+        assert.equal(await r.call('SET', `respawn:${i}`, 'x'), 'OK')
+        r.close()
+      }
+      assert.deepEqual([...ids].sort(), ['respawn-1', 'respawn-2'], 'both workers serve')
+    } finally {
+      await mp.stop()
+    }
+  })
+
+  test('--cpu 2 on a port already taken: the proxy exits non-zero instead of restarting its workers forever', async () => {
+    const taken = createServer()
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', () => r()))
+    const port = (taken.address() as {port: number}).port
+    try {
+      const t0 = Date.now()
+      const r = await c.cli(['proxy', 'start', '--id', 'busy', '--cpu', '2', '--addr', `127.0.0.1:${port}`, '--http-addr', `127.0.0.1:${await freePort()}`], {timeoutMs: 20_000})
+      assert.notEqual(r.code, 0, r.stdout + r.stderr)
+      assert.match(r.stdout + r.stderr, /before it listened: stopping the proxy/)
+      assert.match(r.stderr, new RegExp(`^Error: cannot listen on 127.0.0.1:${port} \\(--addr\\): address already in use`, 'm'))
+      assert.ok(Date.now() - t0 < 15_000)
+    } finally {
+      taken.close()
     }
   })
 

@@ -1,4 +1,5 @@
 import {createServer, type Server} from 'node:http'
+import {listenRefused} from '../errors.js'
 
 export interface StatusSource {
   status(): Record<string, unknown>
@@ -26,9 +27,10 @@ export function startProxyHttp(source: StatusSource, host: string, port: number)
     }
   })
   return new Promise((resolve, reject) => {
-    server.once('error', reject)
+    const refused = (err: NodeJS.ErrnoException) => reject(listenRefused('--http-addr', `${host}:${port}`, err))
+    server.once('error', refused)
     server.listen(port, host, () => {
-      server.off('error', reject)
+      server.off('error', refused)
       resolve(server)
     })
   })

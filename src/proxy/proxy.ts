@@ -1,7 +1,7 @@
 import {createServer, type Server, type Socket} from 'node:net'
 import {getHeapStatistics} from 'node:v8'
 import {createServer as createTlsServer} from 'node:tls'
-import {ConflictError} from '../errors.js'
+import {ConflictError, listenRefused} from '../errors.js'
 import type {Coordinator, Lease, Op, Watcher} from '../coord/types.js'
 import {PrefixMirror} from '../coord/prefix-mirror.js'
 import {TopologyStore} from '../coord/topology-store.js'
@@ -139,6 +139,9 @@ export class Proxy implements SessionHost, LocalHost {
       await this.coord.watch(this.store.keys.migrationProgress, await this.coord.revision(), (ev) => this.onProgress(ev.value)),
     )
     await this.applyTopology()
+    // A --cpu worker started again after a crash obeys the shared control key at once (the first
+    // proxy of an id has just reset it to offline, so for it this changes nothing).
+    await this.applyDesiredState()
     await this.listen()
     this.parkTimer = setInterval(() => {
       const oldest = this.ctx.parked[0]
@@ -326,9 +329,10 @@ export class Proxy implements SessionHost, LocalHost {
         : createServer({noDelay: true}, (socket) => this.accept(socket))
       // A client that fails the TLS handshake is dropped; it never becomes a session.
       if (tls) server.on('tlsClientError', () => {})
-      server.on('error', reject)
+      const refused = (err: NodeJS.ErrnoException) => reject(listenRefused('--addr', `${this.opts.host}:${this.opts.port}`, err))
+      server.on('error', refused)
       server.listen(this.opts.port, this.opts.host, () => {
-        server.off('error', reject)
+        server.off('error', refused)
         server.on('error', (err) => this.log(`listener error: ${err.message}`))
         const addr = server.address()
         if (addr && typeof addr === 'object') this.opts.port = addr.port

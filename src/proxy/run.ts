@@ -21,6 +21,67 @@ export interface RunProxyOptions extends Partial<ProxyOptions> {
   tlsKey?: string
 }
 
+/** A worker that dies after running this long is restarted at once; sooner, after a doubling delay. */
+const WORKER_STABLE_MS = 10_000
+const WORKER_MAX_DELAY_MS = 30_000
+
+/**
+ * Forks the --cpu workers and starts a worker that exits (kill -9, a crash) again under its number,
+ * so it registers as the same `<id>-<n>` (once the dead one's lease has expired) and obeys the shared
+ * control key: online again if the proxy is. SIGTERM/SIGINT stop every worker, then the primary.
+ */
+function superviseWorkers(cpu: number, log: (line: string) => void): void {
+  const numberOf = new Map<number, {n: number; startedAt: number; quick: number; ready: boolean}>()
+  let stopping = false
+  let failed = false
+  const fork = (n: number, quick: number) => {
+    const w = cluster.fork({RSTORE_WORKER: String(n)})
+    const info = {n, startedAt: Date.now(), quick, ready: false}
+    numberOf.set(w.id, info)
+    w.on('message', (m: unknown) => {
+      if ((m as {rstore?: string} | null)?.rstore === 'listening') info.ready = true
+    })
+  }
+  for (let i = 1; i <= cpu; i++) fork(i, 0)
+  cluster.on('exit', (w, code, signal) => {
+    const info = numberOf.get(w.id)
+    numberOf.delete(w.id)
+    if (stopping || !info) {
+      log(`worker ${w.process.pid} exited (${signal ?? code})`)
+      if (numberOf.size === 0) process.exit(failed ? 1 : 0)
+      return
+    }
+    if (!info.ready) {
+      // It never served (bad address, port taken, coordinator unreachable): the others would fail
+      // alike, so the proxy stops instead of restarting forever.
+      log(`worker ${info.n} (pid ${w.process.pid}) exited (${signal ?? code}) before it listened: stopping the proxy`)
+      failed = true
+      stop()
+      return
+    }
+    const quick = Date.now() - info.startedAt < WORKER_STABLE_MS ? info.quick + 1 : 0
+    const delay = quick === 0 ? 0 : Math.min(WORKER_MAX_DELAY_MS, 100 * 2 ** (quick - 1))
+    log(`worker ${info.n} (pid ${w.process.pid}) exited (${signal ?? code}): starting it again${delay ? ` in ${delay} ms` : ''}`)
+    // Counted as alive while it waits, so a stop meanwhile does not exit before it is forked.
+    numberOf.set(-w.id, info)
+    setTimeout(() => {
+      numberOf.delete(-w.id)
+      if (stopping) {
+        if (numberOf.size === 0) process.exit(failed ? 1 : 0)
+        return
+      }
+      fork(info.n, quick)
+    }, delay)
+  })
+  const stop = () => {
+    stopping = true
+    for (const w of Object.values(cluster.workers ?? {})) w?.kill('SIGTERM')
+    if ([...numberOf.keys()].every((k) => k < 0)) process.exit(failed ? 1 : 0)
+  }
+  process.on('SIGTERM', stop)
+  process.on('SIGINT', stop)
+}
+
 /**
  * Runs a proxy until SIGTERM/SIGINT. With cpu > 1 the primary forks that many workers sharing the
  * listening port; each worker registers as `<id>-<n>` so the migration barrier waits for all of them.
@@ -32,21 +93,36 @@ export async function runProxy(cfg: RstoreConfig, o: RunProxyOptions, log: (line
     const coord = await openCoordinator(cfg)
     await coord.txn([], [{type: 'put', key: new KeyLayout(cfg.product).proxyControl(o.id), value: JSON.stringify({state: 'offline'})}])
     await coord.close()
-    for (let i = 1; i <= o.cpu; i++) cluster.fork({RSTORE_WORKER: String(i)})
-    let alive = o.cpu
-    cluster.on('exit', (w, code, signal) => {
-      log(`worker ${w.process.pid} exited (${signal ?? code})`)
-      if (--alive === 0) process.exit(0)
-    })
-    const stop = () => {
-      for (const w of Object.values(cluster.workers ?? {})) w?.kill('SIGTERM')
-    }
-    process.on('SIGTERM', stop)
-    process.on('SIGINT', stop)
+    superviseWorkers(o.cpu, log)
     return new Promise(() => {})
   }
   const worker = process.env.RSTORE_WORKER
   const id = worker ? `${o.id}-${worker}` : o.id
+  let served: Awaited<ReturnType<typeof startServing>>
+  try {
+    served = await startServing(cfg, o, id, worker, log)
+  } catch (err) {
+    // A worker's IPC channel keeps it alive after the error is printed: let it go.
+    if (cluster.isWorker) process.disconnect()
+    throw err
+  }
+  const {proxy, coord, httpServer} = served
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve()
+    process.once('SIGTERM', stop)
+    process.once('SIGINT', stop)
+  })
+  log(`[${id}] stopping`)
+  httpServer.close()
+  httpServer.closeAllConnections()
+  await proxy.stop()
+  await coord.close()
+  // A --cpu worker's IPC channel to the primary keeps it alive after cleanup: leave explicitly.
+  if (cluster.isWorker) process.exit(0)
+}
+
+/** Opens the coordinator, starts the proxy and its HTTP endpoint; says 'listening' to a --cpu primary. */
+async function startServing(cfg: RstoreConfig, o: RunProxyOptions, id: string, worker: string | undefined, log: (line: string) => void) {
   const listen = parseAddr(o.addr)
   const http = parseAddr(o.httpAddr)
   const tls = readTlsFiles(o.tlsCert, o.tlsKey)
@@ -67,25 +143,16 @@ export async function runProxy(cfg: RstoreConfig, o: RunProxyOptions, log: (line
     tls,
   }, (line) => log(`[${id}] ${line}`))
   if (sec.managed) setAuthRefusedHook(proxyUserRepair(sec.managed, () => proxy.table.masters, (line) => log(`[${id}] ${line}`)))
+  let httpServer: Awaited<ReturnType<typeof startProxyHttp>>
   try {
     await proxy.start()
+    httpServer = await startProxyHttp(proxy, http.host, http.port)
   } catch (err) {
     await proxy.stop().catch(() => {})
     await coord.close()
     throw err
   }
-  const httpServer = await startProxyHttp(proxy, http.host, http.port)
-  log(`[${id}] proxy listening on ${listen.host}:${proxy.port}, http on ${o.httpAddr}, epoch ${proxy.table.epoch}; offline until 'rstore proxy online ${o.id}'`)
-  await new Promise<void>((resolve) => {
-    const stop = () => resolve()
-    process.once('SIGTERM', stop)
-    process.once('SIGINT', stop)
-  })
-  log(`[${id}] stopping`)
-  httpServer.close()
-  httpServer.closeAllConnections()
-  await proxy.stop()
-  await coord.close()
-  // A --cpu worker's IPC channel to the primary keeps it alive after cleanup: leave explicitly.
-  if (cluster.isWorker) process.exit(0)
+  process.send?.({rstore: 'listening'})
+  log(`[${id}] proxy listening on ${listen.host}:${proxy.port}, http on ${o.httpAddr}, epoch ${proxy.table.epoch}; ${proxy.status().state === 'online' ? 'online' : `offline until 'rstore proxy online ${o.id}'`}`)
+  return {proxy, coord, httpServer}
 }
