@@ -2,7 +2,9 @@ import {Redis} from 'ioredis'
 import {RstoreError, UnreachableError} from '../errors.js'
 import {adminSecurity, ioredisSecurity, type BackendSecurity} from '../resp/credentials.js'
 import {unsupportedCommands} from '../resp/commands.js'
+import {isReservedKeyAt} from '../topology/internal-keys.js'
 import {parseAddr} from '../topology/model.js'
+import {slotOf} from '../topology/slots.js'
 
 /** What a server says about its replication (ROLE and INFO replication). */
 export interface ReplicationState {
@@ -32,6 +34,13 @@ export interface RedisOps {
   /** `CLIENT PAUSE ms WRITE`: stops writes (reads go on) so that a replica can catch up. */
   pauseWrites(addr: string, ms: number): Promise<void>
   unpause(addr: string): Promise<void>
+  /**
+   * The keys of `slot` on addr that also exist on target are unlinked from addr (SCAN of addr): a
+   * promoted replica of a migration's source drops its stale copies of keys the target already
+   * holds (docs/migration.md "A failover during a migration"). Returns how many were dropped.
+   * Optional so unit-test stubs need not implement it.
+   */
+  dropKeysHeldBy?(addr: string, target: string, slot: number): Promise<number>
   /**
    * Creates or updates the proxy's ACL user (ACL SETUSER, idempotent: the same rules every time).
    * Optional so unit-test stubs need not implement it.
@@ -134,6 +143,25 @@ export function redisOps(opts: RedisOpsOptions = {}): RedisOps {
       withClient(addr, 'CLIENT UNPAUSE', async (r) => {
         await r.call('CLIENT', 'UNPAUSE')
       }),
+    dropKeysHeldBy: (addr, target, slot) =>
+      withClient(addr, `SCAN for slot ${slot}`, (src) =>
+        withClient(target, `EXISTS of slot ${slot}'s keys`, async (dst) => {
+          let cursor = '0'
+          let dropped = 0
+          do {
+            const [next, keys] = await src.scanBuffer(cursor, 'COUNT', 1000)
+            cursor = String(next)
+            const mine = keys.filter((k) => !isReservedKeyAt(k, 0, k.length) && slotOf(k) === slot)
+            if (!mine.length) continue
+            const p = dst.pipeline()
+            for (const k of mine) p.exists(k)
+            const res = (await p.exec()) ?? []
+            const held = mine.filter((_, i) => Number(res[i]?.[1] ?? 0) > 0)
+            if (held.length) dropped += Number(await src.unlink(...held))
+          } while (cursor !== '0')
+          return dropped
+        }),
+      ),
     setupProxyUser: (addr, user, password, hosts) =>
       withClient(addr, `ACL SETUSER ${user}`, async (r) => {
         await r.call('ACL', 'SETUSER', user, ...(await proxyUserRules(r, password, hosts)))

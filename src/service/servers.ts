@@ -311,6 +311,8 @@ export async function promoteServer(
     }
     await redis.replicaOf(addr, null)
     detached = true
+    // Not caught up with the old master: it may still hold keys a migration already moved off it.
+    if (!(old && oldUp && !opts.force)) await dropMovedCopies(store, redis, id, addr, res)
     res.epoch = await store.update((topo) => {
       const now = check(topo)
       if (now.old !== old) throw new ConflictError(`the master of group ${id} changed while promoting ${addr}; run the command again`)
@@ -334,6 +336,25 @@ export async function promoteServer(
   }
   await repointSlaves(redis, others, addr, res)
   return res
+}
+
+/**
+ * A promoted replica that had not caught up may hold, of a slot migrating away from its group, keys
+ * the old master had already moved to the target (their deletion had not reached it). Left there,
+ * the next MIGRATE of such a key meets BUSYKEY and its retry with REPLACE would overwrite the
+ * target's newer value; so they are unlinked from the replica before it becomes the master, while
+ * nothing routes to it (docs/migration.md "A failover during a migration").
+ */
+async function dropMovedCopies(store: TopologyStore, redis: RedisOps, group: number, addr: string, res: PromoteResult): Promise<void> {
+  const topo = await store.load()
+  for (const slot of topo.slots) {
+    if (slot.state !== 'migrating' || slot.from !== group) continue
+    const target = topo.groups.get(slot.group)
+    const targetMaster = target ? masterOf(target)?.addr : undefined
+    if (!targetMaster || !redis.dropKeysHeldBy) continue
+    const n = await redis.dropKeysHeldBy(addr, targetMaster, slot.id)
+    if (n) res.warnings.push(`slot ${slot.id} is migrating to group ${slot.group}: dropped ${n} stale key(s) from ${addr} that ${targetMaster} already holds`)
+  }
 }
 
 async function waitCaughtUp(redis: RedisOps, master: string, replica: string, timeoutMs: number): Promise<void> {
