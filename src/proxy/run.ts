@@ -31,18 +31,18 @@ const WORKER_MAX_DELAY_MS = 30_000
  * control key: online again if the proxy is. SIGTERM/SIGINT stop every worker, then the primary.
  */
 function superviseWorkers(cpu: number, log: (line: string) => void): void {
-  const numberOf = new Map<number, {n: number; startedAt: number; quick: number; ready: boolean}>()
+  const numberOf = new Map<number, {n: number; startedAt: number; quick: number; ready: boolean; restarted: boolean}>()
   let stopping = false
   let failed = false
-  const fork = (n: number, quick: number) => {
+  const fork = (n: number, quick: number, restarted: boolean) => {
     const w = cluster.fork({RSTORE_WORKER: String(n)})
-    const info = {n, startedAt: Date.now(), quick, ready: false}
+    const info = {n, startedAt: Date.now(), quick, ready: false, restarted}
     numberOf.set(w.id, info)
     w.on('message', (m: unknown) => {
       if ((m as {rstore?: string} | null)?.rstore === 'listening') info.ready = true
     })
   }
-  for (let i = 1; i <= cpu; i++) fork(i, 0)
+  for (let i = 1; i <= cpu; i++) fork(i, 0, false)
   cluster.on('exit', (w, code, signal) => {
     const info = numberOf.get(w.id)
     numberOf.delete(w.id)
@@ -51,9 +51,10 @@ function superviseWorkers(cpu: number, log: (line: string) => void): void {
       if (numberOf.size === 0) process.exit(failed ? 1 : 0)
       return
     }
-    if (!info.ready) {
-      // It never served (bad address, port taken, coordinator unreachable): the others would fail
-      // alike, so the proxy stops instead of restarting forever.
+    if (!info.ready && !info.restarted) {
+      // A first worker that never served (bad address, port taken, coordinator unreachable): the
+      // others would fail alike, so the proxy stops instead of restarting forever. A restarted one
+      // (the coordinator briefly down) is tried again with the backoff below.
       log(`worker ${info.n} (pid ${w.process.pid}) exited (${signal ?? code}) before it listened: stopping the proxy`)
       failed = true
       stop()
@@ -70,7 +71,7 @@ function superviseWorkers(cpu: number, log: (line: string) => void): void {
         if (numberOf.size === 0) process.exit(failed ? 1 : 0)
         return
       }
-      fork(info.n, quick)
+      fork(info.n, quick, true)
     }, delay)
   })
   const stop = () => {
